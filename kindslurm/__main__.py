@@ -1,0 +1,3 @@
+from kindslurm.cli import main
+
+main()

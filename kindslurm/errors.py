@@ -1,0 +1,51 @@
+"""The project's errors, each carrying the exit code it maps to.
+
+Every error a user can cause or fix has a one-line message naming the problem
+and the fix; the CLI prints it without a traceback.
+"""
+
+from __future__ import annotations
+
+from kindslurm import exitcodes
+
+
+class KindslurmError(Exception):
+    exit_code = exitcodes.INTERNAL
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class SpecError(KindslurmError):
+    """Bad input: caught before anything is submitted or booted."""
+
+    exit_code = exitcodes.USAGE
+
+
+class SchedulerError(KindslurmError):
+    exit_code = exitcodes.SCHEDULER
+
+
+class PreflightError(KindslurmError):
+    exit_code = exitcodes.PREFLIGHT
+
+
+class ClusterCreateError(KindslurmError):
+    exit_code = exitcodes.CLUSTER_CREATE
+
+
+class ApplyError(KindslurmError):
+    exit_code = exitcodes.APPLY
+
+
+class CommandError(KindslurmError):
+    """A tool we run failed; keeps its command line and output for the logs."""
+
+    def __init__(self, argv: list[str], returncode: int, output: str) -> None:
+        tail = output.strip().splitlines()[-1:] or [""]
+        super().__init__(f"`{' '.join(argv)}` exited {returncode}: {tail[0]}")
+        self.argv = argv
+        self.returncode = returncode
+        self.output = output

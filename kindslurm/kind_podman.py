@@ -1,0 +1,153 @@
+"""kind on podman: create, delete, list and feed clusters.
+
+Facts this leans on (see the field notes): kind deletes a failed create's nodes
+itself; `kind delete cluster` is idempotent and also removes node volumes;
+nodes are disposable once logs are saved, so they are killed before delete
+instead of waiting out podman's stop timeout; the shared `kind` network's first
+creation races between parallel creates and is serialized by a local lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import IO, Iterator
+
+from kindslurm import paths, proc
+from kindslurm.errors import ClusterCreateError, CommandError, PreflightError
+from kindslurm.provider import CLUSTER_LABEL, ROLE_LABEL, ClusterResources, NodeContainer
+
+KIND_NETWORK = "kind"
+
+
+@contextlib.contextmanager
+def local_lock(name: str) -> Iterator[None]:
+    """An exclusive flock on node-local disk, per user."""
+    path = paths.ensure_private_dir(paths.runtime_dir()) / f"{name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+class KindPodman:
+    def __init__(self, kind: str = "kind", podman: str = "podman") -> None:
+        self.kind = kind
+        self.podman = podman
+        self.env = {"KIND_EXPERIMENTAL_PROVIDER": "podman"}
+
+    # -- lifecycle -------------------------------------------------------
+    def create(self, name: str, config: str, kubeconfig: Path, image: str | None, log: IO[str]) -> None:
+        argv = [self.kind, "create", "cluster", "--name", name, "--config", "-", "--kubeconfig", str(kubeconfig)]
+        if image:
+            argv += ["--image", image]
+        paths.ensure_private_dir(kubeconfig.parent)
+        with contextlib.ExitStack() as stack:
+            if not self.network_exists():
+                stack.enter_context(local_lock("kind-network"))
+            try:
+                proc.run(argv, env=self.env, input=config, log=log)
+            except CommandError as e:
+                raise ClusterCreateError(f"kind create cluster failed (exit {e.returncode}): see {log.name}") from None
+        if kubeconfig.exists():
+            kubeconfig.chmod(0o600)
+
+    def delete(self, name: str, kubeconfig: Path | None = None) -> list[str]:
+        """Remove every trace of the cluster; returns what could not be removed."""
+        ids = self._ids(["ps", "-a", "-q", "--filter", f"label={CLUSTER_LABEL}={name}"])
+        if ids:
+            proc.run([self.podman, "kill", *ids], check=False)
+        argv = [self.kind, "delete", "cluster", "--name", name]
+        if kubeconfig is not None:
+            argv += ["--kubeconfig", str(kubeconfig)]
+        proc.run(argv, env=self.env, check=False)
+        left = self._ids(["ps", "-a", "-q", "--filter", f"label={CLUSTER_LABEL}={name}"])
+        if left:
+            proc.run([self.podman, "rm", "-f", "-v", *left], check=False)
+        vols = self._ids(["volume", "ls", "-q", "--filter", f"label={CLUSTER_LABEL}={name}"])
+        if vols:
+            proc.run([self.podman, "volume", "rm", "-f", *vols], check=False)
+        failed = [f"container {c}" for c in self._ids(["ps", "-a", "-q", "--filter", f"label={CLUSTER_LABEL}={name}"])]
+        failed += [f"volume {v}" for v in self._ids(["volume", "ls", "-q", "--filter", f"label={CLUSTER_LABEL}={name}"])]
+        if kubeconfig is not None:
+            kubeconfig.unlink(missing_ok=True)
+            Path(f"{kubeconfig}.lock").unlink(missing_ok=True)
+        return failed
+
+    def _ids(self, args: list[str]) -> list[str]:
+        res = proc.run([self.podman, *args], check=False)
+        return res.stdout.split() if res.ok else []
+
+    # -- discovery -------------------------------------------------------
+    def clusters(self) -> dict[str, ClusterResources]:
+        res = proc.run([self.podman, "ps", "-a", "--format", "json", "--filter", f"label={CLUSTER_LABEL}"])
+        found: dict[str, ClusterResources] = {}
+        for c in json.loads(res.stdout or "[]"):
+            labels = c.get("Labels") or {}
+            name = labels.get(CLUSTER_LABEL)
+            if not name:
+                continue
+            names = c.get("Names") or [c.get("Id", "?")[:12]]
+            found.setdefault(name, ClusterResources(name)).containers.append(
+                NodeContainer(
+                    name=names[0],
+                    cluster=name,
+                    role=labels.get(ROLE_LABEL, ""),
+                    state=c.get("State", ""),
+                    created=float(c.get("Created") or 0),
+                )
+            )
+        vres = proc.run([self.podman, "volume", "ls", "--format", "json", "--filter", f"label={CLUSTER_LABEL}"], check=False)
+        for v in json.loads(vres.stdout or "[]") if vres.ok else []:
+            name = (v.get("Labels") or {}).get(CLUSTER_LABEL)
+            if name:
+                found.setdefault(name, ClusterResources(name)).volumes.append(v.get("Name", ""))
+        return found
+
+    def network_exists(self) -> bool:
+        return proc.run([self.podman, "network", "exists", KIND_NETWORK], check=False).ok
+
+    # -- images and resources -------------------------------------------
+    def image_exists(self, image: str) -> bool:
+        return proc.run([self.podman, "image", "exists", image], check=False).ok
+
+    def ensure_image(self, image: str, archive: str | None) -> bool:
+        """Load the node image from its archive once per node; True if loaded now."""
+        if self.image_exists(image):
+            return False
+        if not archive:
+            return False  # kind pulls it (sites with registry access)
+        if not os.path.isfile(archive):
+            raise PreflightError(
+                f"node image {image} is missing and its archive {archive} does not exist: "
+                "copy the archive to this node or fix node_image_archive"
+            )
+        with local_lock("node-image"):
+            if self.image_exists(image):
+                return False
+            proc.run([self.podman, "load", "-q", "-i", archive])
+        if not self.image_exists(image):
+            raise PreflightError(f"archive {archive} does not contain image {image}: fix node_image or the archive")
+        return True
+
+    def load_archive(self, name: str, archive: str, log: IO[str]) -> None:
+        proc.run([self.kind, "load", "image-archive", archive, "--name", name], env=self.env, log=log)
+
+    def limit_resources(self, name: str, cpuset: str | None, mem_mb: int | None) -> None:
+        """Keep node containers inside the Slurm allocation (they run outside its cgroup)."""
+        nodes = self._ids(["ps", "-q", "--filter", f"label={CLUSTER_LABEL}={name}"])
+        if not nodes:
+            return
+        argv: list[str] = []
+        if cpuset:
+            argv += ["--cpuset-cpus", cpuset]
+        if mem_mb:
+            per_node = max(512, mem_mb // len(nodes))
+            argv += ["--memory", f"{per_node}m", "--memory-swap", f"{per_node}m"]
+        for node in nodes if argv else []:
+            proc.run([self.podman, "update", *argv, node])

@@ -1,0 +1,95 @@
+"""The submit side of `kindslurm run`: validate, write the job directory, then
+hand the run to sbatch, srun, or the node side right here (--local, or inside
+an existing allocation).
+
+Nothing is submitted until every input has been checked; if submission fails,
+the job directory and state record it created are removed again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from kindslurm import exitcodes, paths, render, state
+from kindslurm.config import Config
+from kindslurm.errors import KindslurmError
+from kindslurm.paths import JobPaths
+from kindslurm.slurm import Slurm
+from kindslurm.spec import JobSpec
+
+
+def prepare(spec: JobSpec, cfg: Config) -> tuple[JobPaths, str]:
+    """Create the job directory with the spec and the rendered batch script."""
+    job = JobPaths(Path(spec.job_dir))
+    script = render.render(spec, cfg.template, render.kindslurm_command(cfg.kindslurm_command))
+    paths.ensure_private_dir(job.root)
+    job.spec.write_text(spec.to_json())
+    job.batch_script.write_text(script)
+    job.batch_script.chmod(0o700)
+    state.save(state.Record(run_id=spec.run_id, mode=spec.mode, user=spec.user, job_dir=spec.job_dir,
+                            prefix=spec.prefix, phase="submitted"))
+    return job, script
+
+
+def _undo(spec: JobSpec) -> None:
+    state.remove(spec.run_id)
+    shutil.rmtree(spec.job_dir, ignore_errors=True)
+
+
+def submit_batch(spec: JobSpec, cfg: Config, slurm: Slurm) -> str:
+    job, _ = prepare(spec, cfg)
+    try:
+        job_id = slurm.submit(str(job.batch_script))
+    except BaseException:
+        _undo(spec)
+        raise
+    state.update(spec.run_id, job_id=job_id)
+    return job_id
+
+
+def run_srun(spec: JobSpec, cfg: Config, slurm: Slurm) -> int:
+    job, _ = prepare(spec, cfg)
+    argv = slurm.srun_argv(
+        job_name=f"kindslurm-{spec.prefix}", time=spec.time, warning_seconds=spec.warning_seconds,
+        output_dir=spec.submit_dir, partition=spec.partition, cpus=spec.cpus, mem=spec.mem, gpus=spec.gpus,
+        account=spec.account, qos=spec.qos, extra=spec.sbatch_args,
+        command=[*render.kindslurm_command(cfg.kindslurm_command), "node-run", str(job.spec)],
+    )
+    # srun forwards Ctrl-C to the step itself; we only wait for it.
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        rc = subprocess.call(argv)
+    except FileNotFoundError:
+        _undo(spec)
+        raise KindslurmError(f"{argv[0]} not found on PATH: install Slurm's client commands or set tools.srun") from None
+    finally:
+        signal.signal(signal.SIGINT, old)
+    try:
+        return int(job.exitcode.read_text().strip())
+    except (OSError, ValueError):
+        state.update(spec.run_id, phase="failed", reason=f"srun exited {rc} before the node side finished")
+        return rc if rc else exitcodes.SCHEDULER
+
+
+def run_here(spec: JobSpec, cfg: Config) -> int:
+    """--local, or inside an allocation: the node side in this very process."""
+    from kindslurm.lifecycle import Lifecycle
+
+    job, _ = prepare(spec, cfg)
+    return Lifecycle(spec).run()
+
+
+def node_run(spec_path: str) -> int:
+    from kindslurm.lifecycle import Lifecycle
+
+    spec = JobSpec.load(spec_path)
+    return Lifecycle(spec).run()
+
+
+def in_allocation() -> bool:
+    return bool(os.environ.get("SLURM_JOB_ID"))

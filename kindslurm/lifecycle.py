@@ -1,0 +1,377 @@
+"""The node-side lifecycle of one run: preflight, boot, apply, run, wait,
+harvest, tear down — and tear down whatever happens.
+
+kind's node containers live outside the Slurm job's cgroup, so Slurm's kill
+does not reach them: this process must remove them itself on every exit path
+(success, failure, exception, SIGTERM, SIGINT, the time-limit warning).
+Signals raise `Interrupt` between bytecodes; once teardown starts, further
+signals are only noted, so a second scancel cannot cut teardown short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from kindslurm import exitcodes, naming, paths, preflight, state
+from kindslurm.errors import CommandError, KindslurmError, PreflightError
+from kindslurm.kind_podman import KindPodman
+from kindslurm.paths import JobPaths
+from kindslurm.spec import JobSpec
+
+TEARDOWN_RESERVE = 20  # seconds kept for harvest and teardown after a time-limit warning
+
+
+class Interrupt(BaseException):
+    """A signal asked us to stop; BaseException so no `except Exception` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        names = {signal.SIGTERM: "cancelled", signal.SIGINT: "interrupted", signal.SIGUSR1: "timeout", signal.SIGALRM: "timeout"}
+        self.status = names.get(signal.Signals(signum), "cancelled")
+        self.exit_code = {
+            "cancelled": exitcodes.CANCELLED,
+            "interrupted": exitcodes.INTERRUPTED,
+            "timeout": exitcodes.TIME_LIMIT,
+        }[self.status]
+        super().__init__(self.status)
+
+
+def _proc_start(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def cluster_name_for(spec: JobSpec, environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    job_id = environ.get("SLURM_JOB_ID")
+    if spec.mode != "local" and job_id:
+        step = environ.get("SLURM_STEP_ID") if spec.mode == "srun" or "SLURM_STEP_ID" in environ else None
+        return naming.slurm_cluster_name(spec.prefix, job_id, step)
+    return naming.local_cluster_name(spec.prefix)
+
+
+class Lifecycle:
+    def __init__(self, spec: JobSpec, provider: KindPodman | None = None, out: Any = None) -> None:
+        self.spec = spec
+        self.paths = JobPaths(Path(spec.job_dir))
+        self.provider = provider or KindPodman(spec.tool("kind"), spec.tool("podman"))
+        self.out = out or sys.stdout
+        self.cluster = cluster_name_for(spec)
+        self.kubeconfig = paths.kubeconfigs_dir() / f"{self.cluster}.yaml"
+        self.marker = paths.markers_dir() / self.cluster
+        self.phases: list[dict[str, Any]] = []
+        self.tearing_down = False
+        self.late_signals: list[int] = []
+        self.created = False
+        self.kube: Any = None
+        self.outcome: dict[str, str] = {}
+        self.workload_proc: subprocess.Popen[str] | None = None
+
+    # -- bookkeeping --------------------------------------------------------
+    def say(self, message: str) -> None:
+        print(f"[kindslurm {time.strftime('%H:%M:%S')}] {message}", file=self.out, flush=True)
+
+    def phase(self, name: str, message: str | None = None) -> None:
+        now = time.time()
+        if self.phases and "end" not in self.phases[-1]:
+            self.phases[-1]["end"] = now
+        self.phases.append({"name": name, "start": now})
+        state.update(self.spec.run_id, phase=name)
+        if message:
+            self.say(message)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.tearing_down:
+            self.late_signals.append(signum)
+            return
+        raise Interrupt(signum)
+
+    def _install_signals(self) -> Callable[[], None]:
+        sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGALRM, signal.SIGHUP)
+        old = {s: signal.signal(s, self._on_signal) for s in sigs}
+        if self.spec.mode == "local" and self.spec.time_seconds > self.spec.warning_seconds:
+            signal.alarm(self.spec.time_seconds - self.spec.warning_seconds)
+
+        def restore() -> None:
+            signal.alarm(0)
+            for s, h in old.items():
+                signal.signal(s, h)
+
+        return restore
+
+    def _register(self) -> None:
+        job_id = os.environ.get("SLURM_JOB_ID") if self.spec.mode != "local" else None
+        fields = dict(
+            cluster=self.cluster,
+            node=socket.gethostname(),
+            kubeconfig=str(self.kubeconfig),
+            pid=os.getpid(),
+            pid_start=_proc_start(os.getpid()),
+        )
+        if job_id:
+            fields["job_id"] = job_id
+        if state.update(self.spec.run_id, **fields) is None:
+            state.save(state.Record(run_id=self.spec.run_id, mode=self.spec.mode, user=self.spec.user, job_dir=self.spec.job_dir, prefix=self.spec.prefix, **fields))
+
+    # -- the run ----------------------------------------------------------
+    def run(self) -> int:
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        restore = self._install_signals()
+        exit_code, status, reason = exitcodes.INTERNAL, "failed", "internal error"
+        started = time.time()
+        try:
+            self._register()
+            exit_code, status, reason = self._run()
+        except Interrupt as e:
+            exit_code, status = e.exit_code, e.status
+            reason = {"cancelled": "cancelled (SIGTERM)", "interrupted": "interrupted (SIGINT)", "timeout": "Slurm time limit reached"}[e.status]
+            self.say(f"{reason}: stopping the workload and tearing down")
+            if e.status == "timeout":
+                self._terminate_workload()
+        except KindslurmError as e:
+            exit_code, status, reason = e.exit_code, "failed", str(e)
+            self.say(f"error: {e}")
+        except Exception as e:  # keep teardown going whatever broke
+            exit_code, status, reason = exitcodes.INTERNAL, "failed", f"internal error: {e!r}"
+            self.say(f"internal error: {e!r}")
+        finally:
+            self.tearing_down = True
+            self._stop_workload_process()
+            if status in ("failed", "completed") and exit_code != 0 and self.spec.keep_on_failure and self.created:
+                status = self._hold_for_debugging(status)
+            self._harvest()
+            leftovers = self._teardown()
+            if leftovers:
+                reason += f"; teardown left {', '.join(leftovers)} (run `kindslurm gc`)"
+            self._finish(started, exit_code, status, reason)
+            restore()
+        return exit_code
+
+    def _run(self) -> tuple[int, str, str]:
+        spec = self.spec
+        self.phase("preflight", f"run {spec.run_id} on {socket.gethostname()}: cluster {self.cluster}")
+        checks = preflight.run_checks(
+            podman=spec.tool("podman"), kind=spec.tool("kind"), kubectl=spec.tool("kubectl"),
+            node_image=spec.node_image, node_image_archive=spec.node_image_archive,
+        )
+        for c in checks:
+            if c.status == preflight.WARN:
+                self.say(f"warning: {c.line}")
+        if errs := preflight.errors(checks):
+            raise PreflightError(errs[0].line)
+        if spec.node_image and self.provider.ensure_image(spec.node_image, spec.node_image_archive):
+            self.say(f"loaded node image {spec.node_image} from {spec.node_image_archive}")
+
+        self.phase("creating", f"creating cluster {self.cluster} ({1 + spec.workers} node{'s' if spec.workers else ''})")
+        from kindslurm import kindconfig
+
+        config = kindconfig.render(spec, kindconfig.gpu_devices(os.environ.get("SLURM_JOB_GPUS")))
+        self.paths.kind_config.write_text(config)
+        paths.ensure_private_dir(self.marker.parent)
+        self.marker.write_text(json.dumps({"pid": os.getpid(), "start": _proc_start(os.getpid()), "time": time.time()}))
+        self.created = True  # from here on a partial cluster may exist
+        with open(self.paths.kind_log, "a") as log:
+            self.provider.create(self.cluster, config, self.kubeconfig, spec.node_image, log)
+            self._limit_resources()
+            for archive in spec.load_images:
+                self.say(f"loading image archive {archive}")
+                self.provider.load_archive(self.cluster, archive, log)
+
+        self.phase("starting", "waiting for the API server")
+        from kindslurm.kube import Kube
+
+        self.kube = Kube(self.kubeconfig)
+        self.kube.wait_api()
+        applied = []
+        if spec.manifests:
+            self.phase("applying", f"applying {len(spec.manifests)} manifest file(s)")
+            applied = self.kube.apply(spec.manifests)
+            for a in applied:
+                self.say(f"applied {a.ref}")
+        deadline = time.monotonic() + spec.timeout_seconds if spec.timeout_seconds else None
+        exit_code = exitcodes.OK
+        if spec.script:
+            self.phase("running", f"running {spec.script}")
+            rc = self._run_workload(deadline)
+            if rc is None:
+                return exitcodes.WORKLOAD_TIMEOUT, "failed", f"workload timeout ({spec.timeout_seconds:.0f}s) expired"
+            exit_code = rc
+            self.say(f"workload exited {rc}")
+        if applied:
+            self.phase("waiting", "waiting for the manifests' Jobs and Pods")
+            self.outcome = self.kube.wait(applied, deadline)
+            if any(s == "running" for s in self.outcome.values()):
+                return exitcodes.WORKLOAD_TIMEOUT, "failed", f"workload timeout ({spec.timeout_seconds:.0f}s) expired"
+            failed = [ref for ref, s in self.outcome.items() if s == "failed"]
+            for ref, s in self.outcome.items():
+                self.say(f"{ref}: {s}")
+            if not spec.script:
+                exit_code = exitcodes.WORKLOAD_FAILED if failed else exitcodes.OK
+        if exit_code == 0:
+            return exit_code, "completed", "workload succeeded"
+        return exit_code, "failed", f"workload exited {exit_code}"
+
+    def _limit_resources(self) -> None:
+        if self.spec.mode == "local":
+            return
+        cpuset = None
+        if os.environ.get("SLURM_JOB_ID"):
+            cpus = sorted(os.sched_getaffinity(0))
+            cpuset = ",".join(map(str, cpus))
+        mem = os.environ.get("SLURM_MEM_PER_NODE")
+        try:
+            self.provider.limit_resources(self.cluster, cpuset, int(mem) if mem and mem.isdigit() else None)
+        except CommandError as e:
+            self.say(f"warning: could not confine nodes to the allocation: {e}")
+
+    def _run_workload(self, deadline: float | None) -> int | None:
+        spec = self.spec
+        script = spec.script or ""
+        argv = [script, *spec.script_args] if os.access(script, os.X_OK) else ["bash", script, *spec.script_args]
+        env = {
+            **os.environ,
+            "K8S_CLUSTER_NAME": self.cluster,
+            "KIND_CLUSTER_NAME": self.cluster,
+            "KIND_EXPERIMENTAL_PROVIDER": "podman",
+            "KUBECONFIG": str(self.kubeconfig),
+            "KINDSLURM_JOB_DIR": spec.job_dir,
+            "KINDSLURM_RUN_ID": spec.run_id,
+        }
+        with open(self.paths.workload_log, "a") as log:
+            self.workload_proc = subprocess.Popen(
+                argv, cwd=spec.submit_dir, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            )
+            pump = threading.Thread(target=self._pump, args=(self.workload_proc, log), daemon=True)
+            pump.start()
+            while True:
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    rc = self.workload_proc.wait(timeout=min(timeout, 1.0) if timeout is not None else 1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        self.say("workload timeout expired: stopping the workload")
+                        self._stop_workload_process()
+                        pump.join(timeout=5)
+                        return None
+            pump.join(timeout=5)
+        self.workload_proc = None
+        return rc if rc >= 0 else 128 - rc
+
+    def _pump(self, p: subprocess.Popen[str], log: Any) -> None:
+        assert p.stdout is not None
+        for line in p.stdout:
+            log.write(line)
+            log.flush()
+            self.out.write(line)
+            self.out.flush()
+
+    def _stop_workload_process(self) -> None:
+        p = self.workload_proc
+        if p is None or p.poll() is not None:
+            return
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _terminate_workload(self) -> None:
+        """Time limit: give pods their grace period before the cluster goes."""
+        if self.kube is None:
+            return
+        budget = max(5.0, self.spec.warning_seconds - TEARDOWN_RESERVE)
+        self.tearing_down = True
+        try:
+            self._save_logs_and_events()
+            self._stop_workload_process()
+            stopped = self.kube.terminate_workload(self.paths.pod_logs, budget)
+            if stopped:
+                self.say(f"stopped {len(stopped)} workload pod(s) with their termination grace")
+        except Exception as e:
+            self.say(f"warning: stopping workload pods failed: {e}")
+
+    def _hold_for_debugging(self, status: str) -> str:
+        self.say(
+            f"keep-on-failure: cluster {self.cluster} stays up until the job ends; "
+            f"use KUBECONFIG={self.kubeconfig} on {socket.gethostname()}, then scancel or Ctrl-C"
+        )
+        state.update(self.spec.run_id, phase="held")
+        self.tearing_down = False
+        try:
+            while True:
+                time.sleep(3600)
+        except Interrupt:
+            pass
+        finally:
+            self.tearing_down = True
+        return status
+
+    # -- harvest and teardown --------------------------------------------
+    def _save_logs_and_events(self) -> None:
+        n = self.kube.save_pod_logs(self.paths.pod_logs)
+        e = self.kube.save_events(self.paths.events)
+        self.say(f"saved {n} container log(s) and {e} event(s) to {self.paths.root}")
+
+    def _harvest(self) -> None:
+        if self.kube is None:
+            if not self.paths.events.exists():
+                self.paths.events.write_text("(no cluster API: no events)\n")
+            return
+        self.phase("collecting")
+        try:
+            self._save_logs_and_events()
+        except Exception as e:
+            self.say(f"warning: log collection failed: {e}")
+
+    def _teardown(self) -> list[str]:
+        if not self.created:
+            return []
+        self.phase("tearing-down", f"deleting cluster {self.cluster}")
+        try:
+            left = self.provider.delete(self.cluster, self.kubeconfig)
+        except Exception as e:
+            left = [f"cluster {self.cluster} ({e})"]
+        self.kubeconfig.unlink(missing_ok=True)
+        self.marker.unlink(missing_ok=True)
+        return left
+
+    def _finish(self, started: float, exit_code: int, status: str, reason: str) -> None:
+        now = time.time()
+        if self.phases and "end" not in self.phases[-1]:
+            self.phases[-1]["end"] = now
+        summary = {
+            "run_id": self.spec.run_id,
+            "job_id": os.environ.get("SLURM_JOB_ID") if self.spec.mode != "local" else None,
+            "cluster": self.cluster,
+            "node": socket.gethostname(),
+            "status": status,
+            "exit_code": exit_code,
+            "reason": reason,
+            "time_limit_reached": status == "timeout",
+            "started": started,
+            "finished": now,
+            "seconds": round(now - started, 3),
+            "phases": [
+                {**p, "seconds": round(p.get("end", now) - p["start"], 3)} for p in self.phases
+            ],
+            "manifests": self.outcome,
+            "late_signals": self.late_signals,
+        }
+        self.paths.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        self.paths.exitcode.write_text(f"{exit_code}\n")
+        state.update(self.spec.run_id, phase=status, exit_code=exit_code, reason=reason)
+        self.say(f"done: {status}, exit code {exit_code} ({reason}) in {now - started:.1f}s")

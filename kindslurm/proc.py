@@ -1,0 +1,100 @@
+"""Running the tools kindslurm drives (kind, podman, Slurm commands).
+
+Plain subprocess, not a wrapper library: teardown needs each child in its own
+process group, so that an interrupted `kind create` can be killed as a whole
+and a second signal never reaches a half-finished `kind delete`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Mapping, Sequence
+
+from kindslurm.errors import CommandError, KindslurmError
+
+
+@dataclass
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def _not_found(argv0: str) -> KindslurmError:
+    hint = {
+        "kind": "install it (setup/install-kind.sh) or set tools.kind in the config",
+        "podman": "install podman (apt-get install podman) or set tools.podman in the config",
+        "kubectl": "install kubectl (setup/node-image/build.sh installs one) or set tools.kubectl",
+    }.get(Path(argv0).name, f"install it or set tools.{Path(argv0).name} in the config")
+    return KindslurmError(f"{argv0} not found on PATH: {hint}")
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    log: IO[str] | None = None,
+    cwd: str | None = None,
+) -> Result:
+    """Run to completion; with `log`, output is streamed there as well as kept."""
+    argv = [str(a) for a in argv]
+    full_env = {**os.environ, **env} if env else None
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if log is None else subprocess.STDOUT,
+            text=True,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise _not_found(argv[0]) from None
+    try:
+        if log is None:
+            out, err = proc.communicate(input, timeout=timeout)
+        else:
+            if input is not None:
+                assert proc.stdin is not None
+                proc.stdin.write(input)
+                proc.stdin.close()
+            chunks = []
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                chunks.append(line)
+                log.write(line)
+                log.flush()
+            proc.wait(timeout=timeout)
+            out, err = "".join(chunks), ""
+    except BaseException:
+        kill_group(proc)
+        raise
+    result = Result(argv, proc.returncode, out or "", err or "")
+    if check and not result.ok:
+        raise CommandError(argv, result.returncode, (result.stderr or result.stdout))
+    return result
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass

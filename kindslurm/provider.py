@@ -1,0 +1,50 @@
+"""The cluster-provider seam: what the lifecycle and gc need from a provider.
+
+kind on podman is the one implementation (kind_podman.py). Container labels
+are the source of truth for which clusters exist, as in kind itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+ROLE_LABEL = "io.x-k8s.kind.role"
+
+
+@dataclass
+class NodeContainer:
+    name: str
+    cluster: str
+    role: str
+    state: str
+    created: float
+
+
+@dataclass
+class ClusterResources:
+    """What a cluster occupies on this host, as the provider sees it."""
+
+    name: str
+    containers: list[NodeContainer] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+
+    @property
+    def created(self) -> float:
+        return min((c.created for c in self.containers), default=0.0)
+
+
+class Provider(Protocol):
+    def create(self, name: str, config: str, kubeconfig: Path, image: str | None, log: IO[str]) -> None: ...
+
+    def delete(self, name: str, kubeconfig: Path | None = None) -> list[str]: ...
+
+    def clusters(self) -> dict[str, ClusterResources]: ...
+
+    def load_archive(self, name: str, archive: str, log: IO[str]) -> None: ...
+
+    def ensure_image(self, image: str, archive: str | None) -> bool: ...
+
+    def limit_resources(self, name: str, cpuset: str | None, mem_mb: int | None) -> None: ...

@@ -1,0 +1,123 @@
+"""State records: one small JSON file per run, 0600, under the user's state directory.
+
+The submit side creates the record; the node side moves it through its phases.
+Both read-modify-write under a POSIX lock (fcntl works over NFS, flock may not),
+and every write is an atomic replace, so `ls` never reads half a record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from kindslurm import paths
+
+TERMINAL = ("completed", "failed", "cancelled", "timeout", "collected")
+
+
+@dataclass
+class Record:
+    run_id: str
+    mode: str
+    user: str
+    job_dir: str
+    prefix: str = ""
+    job_id: str | None = None
+    cluster: str | None = None
+    node: str | None = None
+    kubeconfig: str | None = None
+    phase: str = "new"
+    reason: str | None = None
+    exit_code: int | None = None
+    pid: int | None = None
+    pid_start: str | None = None
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.phase not in TERMINAL
+
+
+def _path(run_id: str) -> Path:
+    return paths.records_dir() / f"{run_id}.json"
+
+
+@contextlib.contextmanager
+def _locked(run_id: str) -> Iterator[None]:
+    lock = paths.ensure_private_dir(paths.records_dir()) / f".{run_id}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path) -> Record | None:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    known = set(Record.__dataclass_fields__)
+    try:
+        return Record(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        return None
+
+
+def save(rec: Record) -> Record:
+    with _locked(rec.run_id):
+        rec.updated = time.time()
+        paths.write_private(_path(rec.run_id), json.dumps(asdict(rec), indent=1, sort_keys=True))
+    return rec
+
+
+def load(run_id: str) -> Record | None:
+    return _read(_path(run_id))
+
+
+def update(run_id: str, **changes: Any) -> Record | None:
+    """Change some fields; a `phase` change is also timestamped in `phases`."""
+    with _locked(run_id):
+        rec = _read(_path(run_id))
+        if rec is None:
+            return None
+        for key, value in changes.items():
+            setattr(rec, key, value)
+        now = time.time()
+        if "phase" in changes:
+            rec.phases[changes["phase"]] = now
+        rec.updated = now
+        paths.write_private(_path(run_id), json.dumps(asdict(rec), indent=1, sort_keys=True))
+        return rec
+
+
+def remove(run_id: str) -> None:
+    _path(run_id).unlink(missing_ok=True)
+    (paths.records_dir() / f".{run_id}.lock").unlink(missing_ok=True)
+
+
+def all_records() -> list[Record]:
+    d = paths.records_dir()
+    if not d.is_dir():
+        return []
+    recs = [r for p in d.glob("*.json") if (r := _read(p)) is not None]
+    return sorted(recs, key=lambda r: r.created)
+
+
+def find(ref: str) -> Record | None:
+    """A run by run id, Slurm job id or cluster name (newest wins)."""
+    if (rec := load(ref)) is not None:
+        return rec
+    for rec in reversed(all_records()):
+        if ref in (rec.job_id, rec.cluster) or rec.run_id.startswith(ref):
+            return rec
+    return None

@@ -1,0 +1,127 @@
+"""Following a run from the submit host: live status, streamed output, final exit code."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import IO, Callable
+
+from kindslurm import exitcodes, state
+from kindslurm.paths import JobPaths
+from kindslurm.slurm import JobState, Slurm
+
+
+class Follower:
+    """Prints what a file gains, line by line, like `tail -f`."""
+
+    def __init__(self, path: Path, out: IO[str]) -> None:
+        self.path = path
+        self.out = out
+        self.offset = 0
+
+    def poll(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1
+        if end:
+            self.out.write(data[:end].decode(errors="replace"))
+            self.out.flush()
+            self.offset += end
+
+    def flush_rest(self) -> None:
+        self.poll()
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                rest = f.read()
+        except OSError:
+            return
+        if rest:
+            self.out.write(rest.decode(errors="replace") + "\n")
+            self.offset += len(rest)
+
+
+def exit_code_of(job_dir: str, slurm_state: JobState | None) -> int:
+    """The workload's code from the job directory, or one derived from Slurm."""
+    code_file = JobPaths(Path(job_dir)).exitcode
+    try:
+        return int(code_file.read_text().strip())
+    except (OSError, ValueError):
+        pass
+    if slurm_state is None:
+        return exitcodes.SCHEDULER
+    return {
+        "cancelled": exitcodes.CANCELLED,
+        "timeout": exitcodes.TIME_LIMIT,
+        "completed": exitcodes.OK,
+    }.get(slurm_state.state, slurm_state.exit_code or exitcodes.SCHEDULER)
+
+
+def _describe(js: JobState | None, rec: state.Record | None) -> str:
+    parts = []
+    if js is not None:
+        parts.append(js.slurm_state.lower())
+        if js.state == "pending" and js.explanation:
+            parts.append(js.explanation)
+    if rec is not None and rec.phase not in ("submitted", "new"):
+        parts.append(rec.phase)
+    return " · ".join(parts) or "submitted"
+
+
+def wait_for_job(
+    slurm: Slurm,
+    run_id: str,
+    job_id: str,
+    out: IO[str] = sys.stdout,
+    err: IO[str] = sys.stderr,
+    stream: Path | None = None,
+    interval: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Block until the Slurm job ends, streaming `stream` and showing each status change."""
+    rec = state.load(run_id)
+    follower = Follower(stream, out) if stream else None
+    started = time.monotonic()
+    last = ""
+    live = _spinner(err)
+    try:
+        while True:
+            js = slurm.state(job_id)
+            rec = state.load(run_id) or rec
+            if follower:
+                follower.poll()
+            text = _describe(js, rec)
+            elapsed = int(time.monotonic() - started)
+            if live is not None:
+                live.update(f"job {job_id}: {text} [{elapsed // 60}:{elapsed % 60:02d}]")
+            elif text != last:
+                print(f"[job {job_id}] {text}", file=err, flush=True)
+            last = text
+            if js is None or not js.active:
+                break
+            sleep(interval)
+    finally:
+        if live is not None:
+            live.stop()
+    if follower:
+        time.sleep(0.2)
+        follower.flush_rest()
+    code = exit_code_of(rec.job_dir, js) if rec else exitcodes.SCHEDULER
+    state_word = js.slurm_state if js else "gone from squeue"
+    print(f"job {job_id} finished: {state_word}, exit code {code}", file=err, flush=True)
+    return code
+
+
+def _spinner(err: IO[str]):  # type: ignore[no-untyped-def]
+    if not err.isatty():
+        return None
+    from rich.console import Console
+
+    status = Console(file=err).status("submitted")
+    status.start()
+    return status
