@@ -1,0 +1,44 @@
+import pytest
+
+from kindslurm import slurm
+from kindslurm.errors import SchedulerError
+
+
+def test_parsable_with_cluster_suffix():
+    assert slurm.parse_parsable("123;cluster\n") == "123"
+    assert slurm.parse_parsable("45\n") == "45"
+    with pytest.raises(SchedulerError):
+        slurm.parse_parsable("sbatch: error: oops")
+
+
+def test_squeue_states_and_pending_reason():
+    states = slurm.parse_squeue("7|PENDING|Resources\n8|RUNNING|None\n")
+    assert states["7"].state == "pending" and states["7"].explanation == "waiting for free resources"
+    assert states["8"].state == "running" and states["8"].active
+
+
+def test_sacct_skips_steps_and_reads_exit_codes():
+    states = slurm.parse_sacct("9|COMPLETED|0:0\n9.batch|COMPLETED|0:0\n10|CANCELLED by 0|0:15\n11|FAILED|3:0\n")
+    assert set(states) == {"9", "10", "11"}
+    assert states["10"].state == "cancelled"
+    assert states["11"].exit_code == 3 and not states["11"].active
+
+
+def test_unknown_state_does_not_crash():
+    st = slurm.JobState("1", "SOMETHING_NEW")
+    assert st.state == "unknown" and st.active
+
+
+def test_scontrol_one_liner():
+    st = slurm.parse_scontrol("JobId=5 JobName=x UserId=root(0) JobState=TIMEOUT Reason=TimeLimit ExitCode=0:15")
+    assert st is not None and st.state == "timeout" and st.exit_code == 0
+
+
+def test_srun_argv_carries_the_warning_signal_and_options():
+    argv = slurm.Slurm({"srun": "/opt/srun"}).srun_argv(
+        job_name="j", time="10", warning_seconds=45, output_dir="/d", partition="p", cpus=4, mem="1G",
+        gpus=None, account=None, qos="q", extra=["--exclusive"], command=["py", "node-run", "s"])
+    assert argv[0] == "/opt/srun"
+    assert "--signal=USR1@45" in argv and "--partition=p" in argv and "--cpus-per-task=4" in argv
+    assert "--qos=q" in argv and not any(a.startswith("--gpus") for a in argv)
+    assert argv[-4:] == ["--exclusive", "py", "node-run", "s"]
