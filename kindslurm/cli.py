@@ -12,7 +12,7 @@ from typing import Any, Callable
 import click
 
 from kindslurm import __version__, exitcodes
-from kindslurm.errors import KindslurmError
+from kindslurm.errors import KindslurmError, SpecError
 
 EPILOG = """\b
 Examples:
@@ -99,7 +99,7 @@ def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, 
     from kindslurm.slurm import Slurm
 
     if use_srun and use_local:
-        raise click.UsageError("--srun and --local exclude each other: pick one")
+        raise SpecError("--srun and --local exclude each other: pick one")
     overrides = dict(options)
     for key in ("sbatch_args", "extra_mounts", "load_images"):
         overrides[key] = list(overrides[key])
@@ -212,6 +212,41 @@ def doctor(as_json: bool) -> None:
     from kindslurm import views
 
     sys.exit(views.doctor(as_json=as_json))
+
+
+@main.command()
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+@click.option("--older-than", help="Only collect what is older than this, e.g. 2h.")
+@click.option("--job", "job", help="Only what Slurm job JOBID left (Epilog mode).")
+@click.option("--all", "include_finished", is_flag=True, help="Also forget finished runs (their records; job directories stay).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing when there is nothing to do.")
+@handle_errors
+def gc(dry_run: bool, older_than: str | None, job: str | None, include_finished: bool, quiet: bool) -> None:
+    """Remove clusters, kubeconfigs and records that dead runs left on this node.
+
+    Never touches a live run (its Slurm job pending or running, or its local
+    process alive), a cluster being created, or another user's containers.
+    Exits 1 if something could not be removed.
+    """
+    from kindslurm import config, gc as gcmod
+    from kindslurm.kind_podman import KindPodman
+    from kindslurm.slurm import Slurm
+    from kindslurm.timefmt import duration_seconds
+
+    if job is not None and not job.isdigit():
+        raise SpecError(f"--job takes a numeric Slurm job id, not {job!r}: pass the number squeue shows")
+    cfg = config.load()
+    collector = gcmod.Collector(
+        KindPodman(cfg.tool("kind"), cfg.tool("podman")), Slurm(cfg.tools), job=job,
+        older_than=duration_seconds(older_than, "--older-than") if older_than else 0.0,
+        include_finished=include_finished,
+    )
+    actions = collector.run(dry_run=dry_run)
+    if actions or not quiet:
+        gcmod.render_table(actions, dry_run)
+    if not collector.slurm_ok:
+        click.echo("warning: Slurm could not be asked; runs with a job id were kept", err=True)
+    sys.exit(1 if any(a.failed for a in actions) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

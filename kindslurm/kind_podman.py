@@ -24,13 +24,17 @@ KIND_NETWORK = "kind"
 
 
 @contextlib.contextmanager
-def local_lock(name: str) -> Iterator[None]:
-    """An exclusive flock on node-local disk, per user."""
+def local_lock(name: str, mode: int = fcntl.LOCK_EX) -> Iterator[bool]:
+    """A flock on node-local disk, per user; yields False if LOCK_NB could not get it."""
     path = paths.ensure_private_dir(paths.runtime_dir()) / f"{name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, mode)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)
 
@@ -47,9 +51,10 @@ class KindPodman:
         if image:
             argv += ["--image", image]
         paths.ensure_private_dir(kubeconfig.parent)
-        with contextlib.ExitStack() as stack:
-            if not self.network_exists():
-                stack.enter_context(local_lock("kind-network"))
+        # Creates share the network lock; the first create (which makes the
+        # network) and the removal of an unused network take it alone.
+        mode = fcntl.LOCK_SH if self.network_exists() else fcntl.LOCK_EX
+        with local_lock("kind-network", mode):
             try:
                 proc.run(argv, env=self.env, input=config, log=log)
             except CommandError as e:
@@ -77,7 +82,17 @@ class KindPodman:
         if kubeconfig is not None:
             kubeconfig.unlink(missing_ok=True)
             Path(f"{kubeconfig}.lock").unlink(missing_ok=True)
+        self.remove_unused_network()
         return failed
+
+    def remove_unused_network(self) -> bool:
+        """Drop the shared `kind` network once no container uses it and no create is running."""
+        with local_lock("kind-network", fcntl.LOCK_EX | fcntl.LOCK_NB) as got:
+            if not got or not self.network_exists():
+                return False
+            if self._ids(["ps", "-a", "-q", "--filter", f"network={KIND_NETWORK}"]):
+                return False
+            return proc.run([self.podman, "network", "rm", KIND_NETWORK], check=False).ok
 
     def _ids(self, args: list[str]) -> list[str]:
         res = proc.run([self.podman, *args], check=False)
