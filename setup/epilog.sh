@@ -5,6 +5,8 @@
 #   and in slurm.conf: Epilog=/etc/slurm/kindslurm-epilog.sh
 # It must always exit 0: a failing Epilog drains the node.
 [ -n "${SLURM_JOB_ID:-}" ] || exit 0
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
 KS=${KINDSLURM_BIN:-/usr/local/bin/kindslurm}
 [ -x "$KS" ] || exit 0
 LOG=${KINDSLURM_EPILOG_LOG:-/var/log/slurm/kindslurm-epilog.log}
