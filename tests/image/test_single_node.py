@@ -1,0 +1,122 @@
+"""One shared single-node kind cluster from the offline node image."""
+import json
+import time
+
+import pytest
+
+from kindharness import BUSYBOX_ARCHIVE, BUSYBOX_IMAGE
+
+pytestmark = pytest.mark.cluster
+
+
+def job(name, script, image=BUSYBOX_IMAGE, extra_spec=""):
+    return f"""
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+  backoffLimit: 0
+  activeDeadlineSeconds: 150
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+{extra_spec}      containers:
+      - name: main
+        image: {image}
+        imagePullPolicy: Never
+        command: ["/bin/sh", "-c", {json.dumps(script)}]
+"""
+
+
+def test_node_ready(one_node_cluster):
+    c = one_node_cluster
+    nodes = json.loads(c.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert len(nodes) == 1
+    n = nodes[0]
+    assert n["metadata"]["name"] == f"{c.name}-control-plane"
+    assert n["status"]["nodeInfo"]["kubeletVersion"] == "v1.34.4"
+    assert n["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+    assert n["spec"].get("podCIDR"), "controller-manager allocated no podCIDR"
+    ready = {c_["type"]: c_["status"] for c_ in n["status"]["conditions"]}
+    assert ready["Ready"] == "True"
+    # every system pod running (CNI, kube-proxy, CoreDNS, storage, control plane)
+    pods = json.loads(c.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
+    names = {p["metadata"]["name"].rsplit("-", 2)[0] for p in pods}
+    assert any(p["metadata"]["name"].startswith("kindslurm-cni-") for p in pods), names
+    assert any(p["metadata"]["name"].startswith("coredns-") for p in pods), names
+    not_running = [p["metadata"]["name"] for p in pods if p["status"].get("phase") != "Running"]
+    assert not not_running, c.kubectl("get", "pods", "-A", "-o", "wide").stdout
+
+
+def test_busybox_job(one_node_cluster):
+    c = one_node_cluster
+    c.load_archive(BUSYBOX_ARCHIVE)
+    c.apply(job("hello", "echo hello-from-kindslurm; uname -s"))
+    logs = c.wait_job("hello")
+    assert "hello-from-kindslurm" in logs
+    assert "Linux" in logs
+
+
+def test_dns_and_service_vip(one_node_cluster):
+    c = one_node_cluster
+    c.load_archive(BUSYBOX_ARCHIVE)
+    svc_ip = c.kubectl("get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
+    assert svc_ip
+    script = (
+        "set -e; "
+        "nslookup kubernetes.default.svc.cluster.local; "
+        # the resolver's search path (ndots:5): short name through CoreDNS
+        "ping -c1 -W1 kubernetes.default >/dev/null 2>&1 || true; "
+        "echo RESOLVED=$(ping -c1 -W1 kubernetes.default 2>&1 | head -1); "
+        "nc -z -w 5 kubernetes.default.svc 443 && echo VIP-TCP-OK; "
+        "wget --no-check-certificate -q -T 10 -O - https://kubernetes.default.svc/version "
+        "  && echo && echo VIP-HTTPS-OK || echo VIP-HTTPS-UNAVAILABLE"
+    )
+    c.apply(job("dns-vip", script))
+    logs = c.wait_job("dns-vip")
+    assert svc_ip in logs, logs  # nslookup answer via CoreDNS
+    assert f"({svc_ip})" in logs.split("RESOLVED=", 1)[1].splitlines()[0], logs  # short name
+    assert "VIP-TCP-OK" in logs, logs
+    if "VIP-HTTPS-OK" in logs:
+        assert '"gitVersion": "v1.34.4"' in logs, logs
+
+
+def test_pvc_local_path(one_node_cluster):
+    c = one_node_cluster
+    c.load_archive(BUSYBOX_ARCHIVE)
+    c.apply("""
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  accessModes: ["ReadWriteOnce"]
+  resources:
+    requests:
+      storage: 16Mi
+""")
+    c.apply(job(
+        "pvc-writer",
+        "echo persisted > /data/f && cat /data/f && df -h /data | tail -1",
+        extra_spec="""      volumes:
+      - name: data
+        persistentVolumeClaim:
+          claimName: data
+""",
+    ).replace(
+        "        command:",
+        "        volumeMounts:\n        - name: data\n          mountPath: /data\n        command:",
+    ))
+    logs = c.wait_job("pvc-writer")
+    assert "persisted" in logs
+    deadline = time.monotonic() + 60
+    while True:
+        phase = c.kubectl("get", "pvc", "data", "-o", "jsonpath={.status.phase}").stdout
+        if phase == "Bound" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert phase == "Bound"
+    sc = c.kubectl("get", "pv", "-o", "jsonpath={.items[0].spec.storageClassName}").stdout
+    assert sc == "standard"
