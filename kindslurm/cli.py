@@ -55,7 +55,7 @@ def main() -> None:
     """
 
 
-@main.command(context_settings={"allow_interspersed_args": False}, epilog=EPILOG)
+@main.command(epilog=EPILOG)
 @click.argument("script", required=False)
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.option("-m", "--manifest", "manifests", multiple=True, help="Kubernetes YAML to apply before the script (repeatable).")
@@ -87,7 +87,7 @@ def main() -> None:
 def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, ...], name: str | None,
         use_srun: bool, use_local: bool, force_submit: bool, dry_run: bool, wait: bool, parsable: bool,
         template: str | None, **options: Any) -> None:
-    """Run SCRIPT [ARGS]... in a fresh kind cluster inside a Slurm job.
+    """Run SCRIPT [-- ARGS...] in a fresh kind cluster inside a Slurm job.
 
     On a login node the run is submitted with sbatch; inside an allocation
     (SLURM_JOB_ID set) it runs right there. The exit code is the script's own,

@@ -1,0 +1,135 @@
+"""`kindslurm run` end to end: real Slurm jobs booting real kind clusters.
+
+Every test checks the result contract (exit code, job directory) and that no
+container, volume, network, kubeconfig or live record is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import KINDSLURM, REPO, Env, assert_no_leftovers, sh, wait_job_gone
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slurm, pytest.mark.usefixtures("cluster_host")]
+
+HELLO = ["workloads/hello/workload.sh", "--manifest", "workloads/hello/job.yaml"]
+
+
+def job_dir_of(env: Env, ref: str) -> Path:
+    return Path(env.record(ref)["job_dir"])
+
+
+def check_hello_outputs(job_dir: Path) -> dict:
+    workload = (job_dir / "workload.log").read_text()
+    assert "Hello from pod" in workload
+    pod_logs = list((job_dir / "pods" / "default").glob("hello-*/hello.log"))
+    assert pod_logs and "Hello from pod" in pod_logs[0].read_text()
+    assert list((job_dir / "pods" / "kube-system").glob("*/*.log")), "system pods' logs missing"
+    assert "Scheduled" in (job_dir / "events.txt").read_text()
+    summary = json.loads((job_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["exit_code"] == 0
+    names = [p["name"] for p in summary["phases"]]
+    assert names[:3] == ["preflight", "creating", "starting"] and names[-1] == "tearing-down"
+    assert summary["manifests"] == {"Job/hello -n default": "succeeded"}
+    return summary
+
+
+def test_hello_through_sbatch_wait(env: Env):
+    res = env.ks("run", *HELLO, "--time", "00:20:00", "--cpus", "2", "--mem", "4G", "--wait")
+    assert res.returncode == 0, res.stdout + res.stderr
+    first = res.stdout.splitlines()[0]
+    assert first.startswith("Submitted job "), first
+    job_id = first.split()[2]
+    assert "Hello from pod" in res.stdout  # streamed while waiting
+    rec = env.record(job_id)
+    assert rec["phase"] == "completed" and rec["exit_code"] == 0 and rec["cluster"] == f"{rec['prefix']}-{job_id}"
+    summary = check_hello_outputs(Path(rec["job_dir"]))
+    assert summary["job_id"] == job_id
+    wait_job_gone(job_id)
+    assert_no_leftovers(env, rec["cluster"])
+
+
+def test_failing_workload_exit_code_comes_back(env: Env, tmp_path: Path):
+    script = tmp_path / "fail.sh"
+    script.write_text("#!/bin/bash\nkubectl get nodes >/dev/null\necho 'about to fail'\nexit 7\n")
+    res = env.ks("run", str(script), "--wait")
+    assert res.returncode == 7, res.stdout + res.stderr
+    job_id = res.stdout.split()[2]
+    rec = env.record(job_id)
+    summary = json.loads((Path(rec["job_dir"]) / "summary.json").read_text())
+    assert (summary["status"], summary["exit_code"]) == ("failed", 7)
+    assert "about to fail" in (Path(rec["job_dir"]) / "workload.log").read_text()
+    wait_job_gone(job_id)
+    assert_no_leftovers(env, rec["cluster"])
+
+
+def test_scancel_tears_the_cluster_down(env: Env, tmp_path: Path):
+    script = tmp_path / "long.sh"
+    script.write_text("#!/bin/bash\necho started\nsleep 600\n")
+    res = env.ks("run", str(script), "--parsable")
+    assert res.returncode == 0, res.stderr
+    job_id = res.stdout.strip()
+    rec = env.wait_phase(job_id, ("running",))
+    assert sh(["podman", "ps", "-q", "--filter", f"label=io.x-k8s.kind.cluster={rec['cluster']}"]).stdout.strip()
+    cancel = env.ks("cancel", job_id)
+    assert cancel.returncode == 0, cancel.stderr
+    wait_job_gone(job_id)
+    rec = env.record(job_id)
+    assert rec["phase"] == "cancelled" and rec["exit_code"] == 143
+    summary = json.loads((Path(rec["job_dir"]) / "summary.json").read_text())
+    assert summary["status"] == "cancelled" and summary["phases"][-1]["name"] == "tearing-down"
+    assert_no_leftovers(env, rec["cluster"])
+    st = env.ks("status", job_id)
+    assert "cancelled" in st.stdout
+
+
+def test_srun_runs_in_the_foreground(env: Env):
+    res = env.ks("run", "--srun", *HELLO, "--time", "15")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Hello from pod" in res.stdout
+    rec = env.records()[-1]
+    assert rec["mode"] == "srun" and rec["job_id"] and rec["phase"] == "completed"
+    check_hello_outputs(Path(rec["job_dir"]))
+    assert_no_leftovers(env, rec["cluster"])
+
+
+def test_local_runs_without_slurm(env: Env):
+    res = env.ks("run", "--local", *HELLO)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rec = env.records()[-1]
+    assert rec["mode"] == "local" and rec["job_id"] is None and "-l" in rec["cluster"]
+    check_hello_outputs(Path(rec["job_dir"]))
+    assert_no_leftovers(env, rec["cluster"])
+
+
+def test_kindslurm_run_inside_an_sbatch_allocation(env: Env, tmp_path: Path):
+    """`sbatch --wrap 'kindslurm run workload.sh'` runs the lifecycle in that job."""
+    cmd = " ".join([*KINDSLURM, "run", *HELLO])
+    out = tmp_path / "wrap.out"
+    res = sh(["sbatch", "--parsable", "-o", str(out), f"--chdir={REPO}", "--wrap", cmd], env=env.vars)
+    assert res.returncode == 0, res.stderr
+    job_id = res.stdout.strip().split(";")[0]
+    wait_job_gone(job_id, timeout=300)
+    rec = env.record(job_id)
+    assert rec["mode"] == "inline" and rec["phase"] == "completed", out.read_text()
+    assert rec["cluster"].endswith(f"-{job_id}")
+    check_hello_outputs(Path(rec["job_dir"]))
+    assert "Hello from pod" in out.read_text()
+    assert_no_leftovers(env, rec["cluster"])
+
+
+def test_kindslurm_run_inside_an_srun_step(env: Env):
+    """`srun -N1 kindslurm run workload.sh`: the step id makes the name unique."""
+    res = sh(["srun", "-N1", "-c2", *KINDSLURM, "run", *HELLO], env=env.vars, cwd=str(REPO))
+    assert res.returncode == 0, res.stdout + res.stderr
+    rec = env.records()[-1]
+    assert rec["mode"] == "inline" and rec["phase"] == "completed"
+    assert rec["cluster"].endswith(f"{rec['job_id']}-s0")
+    check_hello_outputs(Path(rec["job_dir"]))
+    assert_no_leftovers(env, rec["cluster"])
