@@ -11,6 +11,7 @@ marker's process runs, or for a grace period after its containers appear.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
@@ -24,7 +25,7 @@ from kindslurm.kind_podman import KindPodman, local_lock
 from kindslurm.provider import ClusterResources
 from kindslurm.slurm import JobState, Slurm
 
-GRACE_SECONDS = 120.0
+GRACE_SECONDS = 120.0  # KINDSLURM_GC_GRACE overrides (seconds)
 _JOB_SUFFIX = re.compile(r"-(\d+)(?:-s\d+)?$")
 
 
@@ -59,6 +60,7 @@ class Collector:
         self.older_than = older_than
         self.include_finished = include_finished
         self.now = now
+        self.grace = float(os.environ.get("KINDSLURM_GC_GRACE", GRACE_SECONDS))
         self.host = socket.gethostname()
         self.prefix = naming.default_prefix() + "-"
         self.slurm_ok = True
@@ -86,7 +88,7 @@ class Collector:
         if rec.pid and rec.node == self.host:
             alive = _pid_alive(rec.pid, rec.pid_start)
             return alive, f"pid {rec.pid} {'running' if alive else 'gone'}"
-        young = self.now() - rec.created < GRACE_SECONDS
+        young = self.now() - rec.created < self.grace
         return young, "being submitted" if young else "submission never completed"
 
     def _marker(self, name: str) -> dict | None:
@@ -100,7 +102,7 @@ class Collector:
         if marker and _pid_alive(marker.get("pid"), marker.get("start")):
             return True, f"being created or used by pid {marker.get('pid')}"
         newest = max((c.created for c in res.containers), default=0.0)
-        if newest and self.now() - newest < GRACE_SECONDS:
+        if newest and self.now() - newest < self.grace:
             return True, "created moments ago"
         if rec is not None:
             return self._record_live(rec)
@@ -169,7 +171,7 @@ class Collector:
         kdir = paths.kubeconfigs_dir()
         for p in sorted(kdir.glob("*.yaml")) if kdir.is_dir() else []:
             name = p.stem
-            if name in keep or not self._wanted_job(None, name) or self.now() - p.stat().st_mtime < max(GRACE_SECONDS, self.older_than):
+            if name in keep or not self._wanted_job(None, name) or self.now() - p.stat().st_mtime < max(self.grace, self.older_than):
                 continue
             out.append((Action("kubeconfig", str(p), "no live cluster"), lambda p=p: _unlink(p)))
         mdir = paths.markers_dir()
@@ -177,7 +179,7 @@ class Collector:
             marker = self._marker(p.name) or {}
             if p.name in keep or not self._wanted_job(None, p.name) or _pid_alive(marker.get("pid"), marker.get("start")):
                 continue
-            if self.now() - p.stat().st_mtime < GRACE_SECONDS:
+            if self.now() - p.stat().st_mtime < self.grace:
                 continue
             out.append((Action("marker", p.name, "creator gone"), lambda p=p: _unlink(p)))
         return out

@@ -37,7 +37,7 @@ class Env:
         self.vars = dict(os.environ)
         for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "state"), ("XDG_DATA_HOME", "data")):
             self.vars[var] = str(root / sub)
-        for var in ("SLURM_JOB_ID", "SLURM_STEP_ID", "KINDSLURM_CONFIG", "SLURM_JOBID"):
+        for var in ("SLURM_JOB_ID", "SLURM_STEP_ID", "KINDSLURM_CONFIG", "SLURM_JOBID", "KINDSLURM_GC_GRACE"):
             self.vars.pop(var, None)
         self.vars["XDG_RUNTIME_DIR"] = str(root / "run")
         (root / "run").mkdir(mode=0o700, exist_ok=True)
