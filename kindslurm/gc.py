@@ -149,8 +149,7 @@ class Collector:
                 continue
             kubeconfig = Path(rec.kubeconfig) if rec and rec.kubeconfig else paths.kubeconfigs_dir() / f"{name}.yaml"
             what = f"{len(res.containers)} container(s), {len(res.volumes)} volume(s)"
-            plan.append((Action("cluster", name, f"{why}; {what}"),
-                         lambda n=name, k=kubeconfig: self.provider.delete(n, k)))
+            plan.append((Action("cluster", name, f"{why}; {what}"), lambda n=name, k=kubeconfig: self._remove_cluster(n, k)))
         for rec in recs:
             if not self._wanted_job(rec, rec.cluster):
                 continue
@@ -184,6 +183,12 @@ class Collector:
             out.append((Action("marker", p.name, "creator gone"), lambda p=p: _unlink(p)))
         return out
 
+    def _remove_cluster(self, name: str, kubeconfig: Path) -> list[str]:
+        if self._bulk_failures is None:
+            self._bulk_failures = self.provider.remove_many(self._doomed)
+        _unlink(kubeconfig)
+        return [f for f in self._bulk_failures if f.startswith(f"{name}: ")]
+
     def _remove_record(self, rec: state.Record) -> list[str]:
         state.remove(rec.run_id)
         job_dir = Path(rec.job_dir)
@@ -198,6 +203,8 @@ class Collector:
     def run(self, dry_run: bool = False) -> list[Action]:
         with local_lock("gc"):
             plan = self.plan()
+            self._doomed = [a.name for a, _ in plan if a.kind == "cluster"]
+            self._bulk_failures: list[str] | None = None
             actions = []
             for action, do in plan:
                 if dry_run:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,7 +85,10 @@ def kind_containers(name: str | None = None) -> list[str]:
 
 
 def kind_volumes(name: str) -> list[str]:
-    return sh(["podman", "volume", "ls", "-q", "--filter", f"label={LABEL}={name}"]).stdout.split()
+    """kind labels each node's volume with the key `<node name>=true`."""
+    vols = json.loads(sh(["podman", "volume", "ls", "--format", "json"]).stdout or "[]")
+    node = re.compile(rf"^{re.escape(name)}-(control-plane|worker\d*|external-load-balancer)$")
+    return [v["Name"] for v in vols if any(node.match(k) and val == "true" for k, val in (v.get("Labels") or {}).items())]
 
 
 def assert_no_leftovers(env: Env, cluster: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import KINDSLURM, REPO, Env, assert_no_leftovers, kind_containers, sh, wait_job_gone
+from .conftest import KINDSLURM, REPO, Env, assert_no_leftovers, kind_containers, kind_volumes, sh, wait_job_gone
 
 pytestmark = [pytest.mark.slurm]
 BUSYBOX = "localhost/kindslurm/busybox:1"
@@ -27,7 +27,9 @@ def fake_node(cluster: str) -> str:
     """A container labelled like a kind node (gc decides by these labels)."""
     if sh(["podman", "image", "exists", BUSYBOX]).returncode:
         pytest.fail(f"{BUSYBOX} missing: bash setup/images/build-test-images.sh")
-    res = sh(["podman", "run", "-d", "--name", f"{cluster}-control-plane",
+    vol = sh(["podman", "volume", "create", "--label", f"{cluster}-control-plane=true"])
+    assert vol.returncode == 0, vol.stderr
+    res = sh(["podman", "run", "-d", "--name", f"{cluster}-control-plane", "-v", f"{vol.stdout.strip()}:/var",
               "--label", f"io.x-k8s.kind.cluster={cluster}", "--label", "io.x-k8s.kind.role=control-plane",
               BUSYBOX, "sleep", "600"])
     assert res.returncode == 0, res.stderr
@@ -46,6 +48,8 @@ def fakes():
     yield made
     for c in made:
         sh(["podman", "rm", "-f", "-t", "0", f"{c}-control-plane"])
+        for v in kind_volumes(c):
+            sh(["podman", "volume", "rm", "-f", v])
 
 
 def test_gc_ownership_and_liveness(env: Env, fakes: list[str]):
@@ -70,9 +74,9 @@ def test_gc_ownership_and_liveness(env: Env, fakes: list[str]):
         res = env.ks("gc")
         assert res.returncode == 0, res.stdout + res.stderr
         assert orphan in res.stdout and "removed" in res.stdout
-        assert kind_containers(orphan) == []
+        assert kind_containers(orphan) == [] and kind_volumes(orphan) == []
         for kept in (alive, other, handmade):
-            assert kind_containers(kept), f"gc removed {kept}"
+            assert kind_containers(kept) and kind_volumes(kept), f"gc removed {kept}"
 
         again = env.ks("gc")
         assert again.returncode == 0 and "Nothing to collect" in again.stdout
