@@ -76,6 +76,7 @@ class Lifecycle:
         self.kube: Any = None
         self.outcome: dict[str, str] = {}
         self.workload_proc: subprocess.Popen[str] | None = None
+        self.timings: dict[str, float] = {}
 
     # -- bookkeeping --------------------------------------------------------
     def say(self, message: str) -> None:
@@ -177,11 +178,13 @@ class Lifecycle:
 
         config = kindconfig.render(spec, kindconfig.gpu_devices(os.environ.get("SLURM_JOB_GPUS")))
         self.paths.kind_config.write_text(config)
-        paths.ensure_private_dir(self.marker.parent)
-        self.marker.write_text(json.dumps({"pid": os.getpid(), "start": _proc_start(os.getpid()), "time": time.time()}))
+        self._reserve_capacity(1 + spec.workers)
         self.created = True  # from here on a partial cluster may exist
         with open(self.paths.kind_log, "a") as log:
+            t = time.monotonic()
             self.provider.create(self.cluster, config, self.kubeconfig, spec.node_image, log)
+            self.timings["kind_create"] = time.monotonic() - t
+            self._write_marker(1 + spec.workers, booting=False)
             self._limit_resources()
             for archive in spec.load_images:
                 self.say(f"loading image archive {archive}")
@@ -202,14 +205,18 @@ class Lifecycle:
         exit_code = exitcodes.OK
         if spec.script:
             self.phase("running", f"running {spec.script}")
+            t = time.monotonic()
             rc = self._run_workload(deadline)
+            self.timings["workload"] = time.monotonic() - t
             if rc is None:
                 return exitcodes.WORKLOAD_TIMEOUT, "failed", f"workload timeout ({spec.timeout_seconds:.0f}s) expired"
             exit_code = rc
             self.say(f"workload exited {rc}")
         if applied:
             self.phase("waiting", "waiting for the manifests' Jobs and Pods")
+            t = time.monotonic()
             self.outcome = self.kube.wait(applied, deadline)
+            self.timings["manifest_wait"] = time.monotonic() - t
             if any(s == "running" for s in self.outcome.values()):
                 return exitcodes.WORKLOAD_TIMEOUT, "failed", f"workload timeout ({spec.timeout_seconds:.0f}s) expired"
             failed = [ref for ref, s in self.outcome.items() if s == "failed"]
@@ -220,6 +227,32 @@ class Lifecycle:
         if exit_code == 0:
             return exit_code, "completed", "workload succeeded"
         return exit_code, "failed", f"workload exited {exit_code}"
+
+    def _write_marker(self, nodes: int, booting: bool) -> None:
+        paths.ensure_private_dir(self.marker.parent)
+        record = {"pid": os.getpid(), "start": _proc_start(os.getpid()), "time": time.time(), "nodes": nodes, "booting": booting}
+        paths.write_private(self.marker, json.dumps(record))
+
+    def _reserve_capacity(self, nodes: int) -> None:
+        """Check capacity and claim it in one step, so jobs starting in the same
+        second cannot all see the same free resources."""
+        from kindslurm import capacity
+        from kindslurm.kind_podman import local_lock
+
+        with local_lock("capacity"):
+            booting = 0
+            for m in paths.markers_dir().glob("*") if paths.markers_dir().is_dir() else []:
+                try:
+                    data = json.loads(m.read_text())
+                except (OSError, ValueError):
+                    continue
+                if data.get("booting") and _proc_start(int(data.get("pid", 0))) == data.get("start"):
+                    booting += int(data.get("nodes", 1))
+            checks = capacity.check(nodes, booting=booting)
+            for c in checks:
+                if c.status != preflight.OK:
+                    raise PreflightError(c.line)
+            self._write_marker(nodes, booting=True)
 
     def _limit_resources(self) -> None:
         if self.spec.mode == "local":
@@ -341,10 +374,12 @@ class Lifecycle:
         if not self.created:
             return []
         self.phase("tearing-down", f"deleting cluster {self.cluster}")
+        t = time.monotonic()
         try:
             left = self.provider.delete(self.cluster, self.kubeconfig)
         except Exception as e:
             left = [f"cluster {self.cluster} ({e})"]
+        self.timings["kind_delete"] = time.monotonic() - t
         self.kubeconfig.unlink(missing_ok=True)
         self.marker.unlink(missing_ok=True)
         return left
@@ -369,6 +404,7 @@ class Lifecycle:
                 {**p, "seconds": round(p.get("end", now) - p["start"], 3)} for p in self.phases
             ],
             "manifests": self.outcome,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "late_signals": self.late_signals,
         }
         self.paths.summary.write_text(json.dumps(summary, indent=2) + "\n")
