@@ -7,9 +7,9 @@ instead of rendering an empty string into a command line.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
-from importlib import resources
 from pathlib import Path
 
 from kindslurm.errors import SpecError
@@ -34,12 +34,36 @@ def default_template_text() -> str:
     repo = Path(__file__).resolve().parent.parent / "batch_templates" / DEFAULT_TEMPLATE
     if repo.is_file():
         return repo.read_text()
+    from importlib import resources
+
     return resources.files("kindslurm.batch_templates").joinpath(DEFAULT_TEMPLATE).read_text()
 
 
 def kindslurm_command(configured: str | None) -> list[str]:
     """How the job calls us back: the same interpreter, so the node runs this install."""
     return shlex.split(configured) if configured else [sys.executable, "-m", "kindslurm"]
+
+
+def _bytecode_cache():  # type: ignore[no-untyped-def]
+    """Compiled templates cached per user: compiling costs more than rendering."""
+    import jinja2
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "kindslurm", "jinja")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(path)
+
+
+def _load(env, name: str, text: str):  # type: ignore[no-untyped-def]
+    """A template from source text, through the environment's bytecode cache."""
+    import jinja2
+
+    loader = jinja2.DictLoader({name: text})
+    env.loader = loader
+    return env.get_template(name)
 
 
 def render(spec: JobSpec, template: str | None = None, command: list[str] | None = None) -> str:
@@ -52,11 +76,13 @@ def render(spec: JobSpec, template: str | None = None, command: list[str] | None
         text, name = path.read_text(), str(path)
     else:
         text, name = default_template_text(), DEFAULT_TEMPLATE
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, bytecode_cache=_bytecode_cache()
+    )
     env.filters["q"] = _quote
     env.filters["qjoin"] = _qjoin
     try:
-        tpl = env.from_string(text)
+        tpl = _load(env, name, text)
         return tpl.render(
             spec=spec,
             paths=JobPaths(Path(spec.job_dir)),
