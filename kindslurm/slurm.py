@@ -2,8 +2,8 @@
 parsing of what they print.
 
 squeue forgets a job MinJobAge seconds after it ends and sacct needs
-accounting, so state falls back squeue -> sacct -> scontrol, and the job's
-own exit code is kept in its job directory by the node side.
+accounting, so state falls back from squeue to sacct, and the job's own exit
+code is kept in its job directory by the node side.
 """
 
 from __future__ import annotations
@@ -108,15 +108,6 @@ def parse_sacct(out: str) -> dict[str, JobState]:
     return states
 
 
-def parse_scontrol(out: str) -> JobState | None:
-    fields = dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
-    if "JobId" not in fields:
-        return None
-    code = fields.get("ExitCode", "").split(":")[0]
-    reason = fields.get("Reason", "")
-    return JobState(fields["JobId"], fields.get("JobState", ""), reason, int(code) if code.isdigit() else None)
-
-
 class Slurm:
     def __init__(self, tools: dict[str, str] | None = None) -> None:
         self.tools = tools or {}
@@ -159,7 +150,7 @@ class Slurm:
         ids = [j for j in job_ids if j]
         if not ids:
             return {}
-        res = proc.run([self._t("squeue"), "-h", "-j", ",".join(ids), "-o", "%i|%T|%r"], check=False, timeout=30)
+        res = proc.run([self._t("squeue"), "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r"], check=False, timeout=30)
         found = parse_squeue(res.stdout) if res.ok else {}
         missing = [j for j in ids if j not in found]
         if missing:
@@ -167,10 +158,6 @@ class Slurm:
                             check=False, timeout=30)
             if acct.ok:
                 found.update(parse_sacct(acct.stdout))
-        for j in [j for j in ids if j not in found]:
-            sc = proc.run([self._t("scontrol"), "show", "job", "-o", j], check=False, timeout=30)
-            if sc.ok and (st := parse_scontrol(sc.stdout)):
-                found[j] = st
         if not res.ok and not found:
             if "Invalid job id" not in res.stderr:
                 raise SchedulerError(f"squeue failed: {res.stderr.strip() or res.returncode}")

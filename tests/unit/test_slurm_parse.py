@@ -29,11 +29,6 @@ def test_unknown_state_does_not_crash():
     assert st.state == "unknown" and st.active
 
 
-def test_scontrol_one_liner():
-    st = slurm.parse_scontrol("JobId=5 JobName=x UserId=root(0) JobState=TIMEOUT Reason=TimeLimit ExitCode=0:15")
-    assert st is not None and st.state == "timeout" and st.exit_code == 0
-
-
 def test_srun_argv_carries_the_warning_signal_and_options():
     argv = slurm.Slurm({"srun": "/opt/srun"}).srun_argv(
         job_name="j", time="10", warning_seconds=45, output_dir="/d", partition="p", cpus=4, mem="1G",
