@@ -95,6 +95,7 @@ class Lifecycle:
         if self.tearing_down:
             self.late_signals.append(signum)
             return
+        self.tearing_down = True  # scancel signals twice (shell and us): the second must not cut teardown
         raise Interrupt(signum)
 
     def _install_signals(self) -> Callable[[], None]:
@@ -160,6 +161,8 @@ class Lifecycle:
 
     def _run(self) -> tuple[int, str, str]:
         spec = self.spec
+        # The Kubernetes client takes a second to import: do it while kind boots.
+        threading.Thread(target=__import__, args=("kindslurm.kube",), daemon=True).start()
         self.phase("preflight", f"run {spec.run_id} on {socket.gethostname()}: cluster {self.cluster}")
         checks = preflight.run_checks(
             podman=spec.tool("podman"), kind=spec.tool("kind"), kubectl=spec.tool("kubectl"),

@@ -1,0 +1,96 @@
+"""State transitions of the node side with a stand-in provider (no cluster):
+which exit path sets which code, status and record phase, and that teardown
+runs on each. The real paths are in tests/integration."""
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from kindslurm import exitcodes, state
+from kindslurm.errors import ClusterCreateError
+from kindslurm.lifecycle import Interrupt, Lifecycle
+from kindslurm.spec import JobSpec
+
+
+@pytest.fixture
+def spec(no_site_config, tmp_path):
+    s = JobSpec(run_id="r1", mode="local", prefix="ks-t", user="t", submit_dir=str(tmp_path), job_dir=str(tmp_path / "job"),
+                script=None, manifests=[])
+    return s
+
+
+@pytest.fixture
+def quiet_checks(mocker):
+    mocker.patch("kindslurm.preflight.run_checks", return_value=[])
+    mocker.patch("kindslurm.capacity.check", return_value=[])
+
+
+def test_create_failure_tears_down_and_records_71(spec, quiet_checks, mocker, capsys):
+    provider = mocker.Mock()
+    provider.create.side_effect = ClusterCreateError("kind create cluster failed (exit 1): see kind.log")
+    provider.delete.return_value = []
+    code = Lifecycle(spec, provider).run()
+    assert code == exitcodes.CLUSTER_CREATE
+    provider.delete.assert_called_once()
+    summary = json.loads(Path(spec.job_dir, "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["exit_code"] == 71
+    assert [p["name"] for p in summary["phases"]] == ["preflight", "creating", "tearing-down"]
+    rec = state.load("r1")
+    assert rec.phase == "failed" and rec.exit_code == 71 and not rec.live
+    assert Path(spec.job_dir, "exitcode").read_text() == "71\n"
+
+
+def test_preflight_failure_boots_nothing(spec, mocker):
+    from kindslurm.preflight import Check
+
+    mocker.patch("kindslurm.preflight.run_checks", return_value=[Check("cgroup", "error", "no v2", "use v2")])
+    provider = mocker.Mock()
+    assert Lifecycle(spec, provider).run() == exitcodes.PREFLIGHT
+    provider.create.assert_not_called()
+    provider.delete.assert_not_called()
+    assert state.load("r1").reason == "cgroup: no v2: use v2"
+
+
+@pytest.mark.parametrize("signum,status,code", [(signal.SIGTERM, "cancelled", 143), (signal.SIGINT, "interrupted", 130),
+                                                 (signal.SIGUSR1, "timeout", 74)])
+def test_signals_during_create_map_to_status_and_still_tear_down(spec, quiet_checks, mocker, signum, status, code):
+    provider = mocker.Mock()
+    provider.delete.return_value = []
+    lc = Lifecycle(spec, provider)
+
+    def create(*a, **kw):
+        lc._on_signal(signum, None)
+
+    provider.create.side_effect = create
+    assert lc.run() == code
+    provider.delete.assert_called_once()
+    summary = json.loads(Path(spec.job_dir, "summary.json").read_text())
+    assert summary["status"] == status and summary["time_limit_reached"] == (status == "timeout")
+
+
+def test_a_second_signal_during_teardown_is_only_noted(spec, quiet_checks, mocker):
+    provider = mocker.Mock()
+    lc = Lifecycle(spec, provider)
+    provider.create.side_effect = lambda *a, **kw: lc._on_signal(signal.SIGTERM, None)
+
+    def delete(*a, **kw):
+        lc._on_signal(signal.SIGTERM, None)  # must not raise
+        return []
+
+    provider.delete.side_effect = delete
+    assert lc.run() == 143
+    assert json.loads(Path(spec.job_dir, "summary.json").read_text())["late_signals"] == [signal.SIGTERM]
+
+
+def test_teardown_leftovers_are_reported(spec, quiet_checks, mocker):
+    provider = mocker.Mock()
+    provider.create.side_effect = ClusterCreateError("boom")
+    provider.delete.return_value = ["ks-t: container x"]
+    Lifecycle(spec, provider).run()
+    assert "teardown left ks-t: container x (run `kindslurm gc`)" in state.load("r1").reason
+
+
+def test_interrupt_is_not_an_exception():
+    assert not issubclass(Interrupt, Exception)
