@@ -172,16 +172,30 @@ class KindPodman:
     def load_archive(self, name: str, archive: str, log: IO[str]) -> None:
         proc.run([self.kind, "load", "image-archive", archive, "--name", name], env=self.env, log=log)
 
-    def limit_resources(self, name: str, cpuset: str | None, mem_mb: int | None) -> None:
-        """Keep node containers inside the Slurm allocation (they run outside its cgroup)."""
+    def limit_resources(self, name: str, cpuset: str | None, cpus: int | None, mem_mb: int | None) -> dict[str, dict]:
+        """Keep node containers inside the Slurm allocation (they run outside its
+        cgroup): each node is capped at the granted CPUs and CPU set, and the
+        granted memory is split between the nodes. Returns what podman reports."""
         nodes = self._ids(["ps", "-q", "--filter", f"label={CLUSTER_LABEL}={name}"])
         if not nodes:
-            return
+            return {}
         argv: list[str] = []
         if cpuset:
             argv += ["--cpuset-cpus", cpuset]
+        if cpus:
+            argv += ["--cpus", str(cpus)]
         if mem_mb:
             per_node = max(512, mem_mb // len(nodes))
             argv += ["--memory", f"{per_node}m", "--memory-swap", f"{per_node}m"]
         for node in nodes if argv else []:
             proc.run([self.podman, "update", *argv, node])
+        res = proc.run([self.podman, "inspect", "--format", "json", *nodes], check=False)
+        applied = {}
+        for c in json.loads(res.stdout or "[]") if res.ok else []:
+            host = c.get("HostConfig") or {}
+            applied[c.get("Name", "?")] = {
+                "cpuset": host.get("CpusetCpus") or None,
+                "cpus": (host.get("NanoCpus") or 0) / 1e9 or None,
+                "memory_mb": (host.get("Memory") or 0) // (1024 * 1024) or None,
+            }
+        return applied

@@ -77,6 +77,7 @@ class Lifecycle:
         self.outcome: dict[str, str] = {}
         self.workload_proc: subprocess.Popen[str] | None = None
         self.timings: dict[str, float] = {}
+        self.resources: dict[str, dict] = {}
 
     # -- bookkeeping --------------------------------------------------------
     def say(self, message: str) -> None:
@@ -258,15 +259,15 @@ class Lifecycle:
             self._write_marker(nodes, booting=True)
 
     def _limit_resources(self) -> None:
-        if self.spec.mode == "local":
+        if not os.environ.get("SLURM_JOB_ID") or self.spec.mode == "local":
             return
-        cpuset = None
-        if os.environ.get("SLURM_JOB_ID"):
-            cpus = sorted(os.sched_getaffinity(0))
-            cpuset = ",".join(map(str, cpus))
-        mem = os.environ.get("SLURM_MEM_PER_NODE")
+        cpuset = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+        cpus = os.environ.get("SLURM_CPUS_ON_NODE", "")
+        mem = os.environ.get("SLURM_MEM_PER_NODE", "")
         try:
-            self.provider.limit_resources(self.cluster, cpuset, int(mem) if mem and mem.isdigit() else None)
+            self.resources = self.provider.limit_resources(
+                self.cluster, cpuset, int(cpus) if cpus.isdigit() else None, int(mem) if mem.isdigit() else None
+            )
         except CommandError as e:
             self.say(f"warning: could not confine nodes to the allocation: {e}")
 
@@ -408,6 +409,7 @@ class Lifecycle:
             ],
             "manifests": self.outcome,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "node_limits": self.resources,
             "late_signals": self.late_signals,
         }
         self.paths.summary.write_text(json.dumps(summary, indent=2) + "\n")

@@ -51,6 +51,8 @@ def test_hello_through_sbatch_wait(env: Env):
     assert rec["phase"] == "completed" and rec["exit_code"] == 0 and rec["cluster"] == f"{rec['prefix']}-{job_id}"
     summary = check_hello_outputs(Path(rec["job_dir"]))
     assert summary["job_id"] == job_id
+    limits = summary["node_limits"][f"{rec['cluster']}-control-plane"]
+    assert limits["cpus"] == 2 and limits["memory_mb"] == 4096 and limits["cpuset"]
     wait_job_gone(job_id)
     assert_no_leftovers(env, rec["cluster"])
 
