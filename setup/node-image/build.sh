@@ -143,9 +143,10 @@ EOF
 # copy `exclude` directives (ignored in dependencies) from a module's go.mod
 copy_excludes() {  # copy_excludes GOMODFILE WRAPPERDIR
   awk '
+    { sub(/[ \t]*\/\/.*$/, "") }
     /^exclude \(/ {inb=1; next}
     inb && /^\)/ {inb=0; next}
-    inb && NF {print "exclude " $0; next}
+    inb && NF {print "exclude " $1 " " $2; next}
     /^exclude [^(]/ {print}
   ' "$1" >> "$2/go.mod"
 }
@@ -225,7 +226,8 @@ build_containerd() {
   copy_excludes "$(mod_gomod "$m" "$CONTAINERD_VERSION")" "$d"
   local ld="-s -w -X $m/version.Version=$CONTAINERD_VERSION -X $m/version.Package=github.com/containerd/containerd/v2"
   ( cd "$d"
-    go get "$m@$CONTAINERD_VERSION"
+    go get "$m@$CONTAINERD_VERSION" "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/ctr@$CONTAINERD_VERSION" \
+      "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
     CGO_ENABLED=1 go build -trimpath -tags "no_aufs no_zfs no_btrfs no_devmapper" -ldflags "$ld" \
       -o "$out/" "$m/cmd/containerd" "$m/cmd/ctr"
     CGO_ENABLED=0 go build -trimpath -tags "no_aufs no_zfs no_btrfs no_devmapper" -ldflags "$ld" \
@@ -248,7 +250,7 @@ build_crictl() {
   d=$(new_wrapper crictl)
   copy_excludes "$(mod_gomod "$m" "$CRICTL_VERSION")" "$d"
   ( cd "$d"
-    go get "$m@$CRICTL_VERSION"
+    go get "$m@$CRICTL_VERSION" "$m/cmd/crictl@$CRICTL_VERSION"
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X $m/pkg/version.Version=$CRICTL_VERSION" \
       -o "$out/crictl" "$m/cmd/crictl" )
 }
@@ -257,7 +259,11 @@ build_cni() {
   local out="$1" d m=github.com/containernetworking/plugins
   d=$(new_wrapper cni)
   ( cd "$d"
-    go get "$m@$CNI_PLUGINS_VERSION"
+    local p pk=()
+    for p in plugins/main/ptp plugins/main/bridge plugins/main/loopback plugins/ipam/host-local plugins/meta/portmap; do
+      pk+=("$m/$p@$CNI_PLUGINS_VERSION")
+    done
+    go get "$m@$CNI_PLUGINS_VERSION" "${pk[@]}"
     CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" \
       -o "$out/" "$m/plugins/main/ptp" "$m/plugins/main/bridge" "$m/plugins/main/loopback" \
@@ -279,7 +285,7 @@ build_fuse_snapshotter() {
   d=$(new_wrapper fuse-overlayfs)
   copy_excludes "$(mod_gomod "$m" "$FUSE_OVERLAYFS_SNAPSHOTTER_VERSION")" "$d"
   ( cd "$d"
-    go get "$m@$FUSE_OVERLAYFS_SNAPSHOTTER_VERSION"
+    go get "$m@$FUSE_OVERLAYFS_SNAPSHOTTER_VERSION" "$m/cmd/containerd-fuse-overlayfs-grpc@$FUSE_OVERLAYFS_SNAPSHOTTER_VERSION"
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
       -o "$out/containerd-fuse-overlayfs-grpc" "$m/cmd/containerd-fuse-overlayfs-grpc" )
 }

@@ -59,7 +59,7 @@ spec:
       - name: main
         image: {BUSYBOX_IMAGE}
         imagePullPolicy: Never
-        command: ["/bin/sh", "-c", "for i in 1 2 3 4 5; do wget -q -T 5 -O - http://{web_ip}:8080/ && exit 0; sleep 1; done; exit 1"]
+        command: ["/bin/sh", "-c", "for i in 1 2 3 4 5; do timeout 5 wget -q -O - http://{web_ip}:8080/ && exit 0; sleep 1; done; exit 1"]
 """)
         logs = c.wait_job("fetch")
         assert "served-by-web" in logs

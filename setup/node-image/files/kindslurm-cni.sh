@@ -23,15 +23,15 @@ nap() { sleep "$1" & wait $!; }
 #    so look at kube-proxy's sync metric; then the kubectl calls below go
 #    through the Service VIP (in-cluster config), which only works once the
 #    DNAT rules exist.
+# (busybox-static's `wget -T` segfaults: bound waits with `timeout` instead)
 n=0
 while :; do
-  m="$(wget -q -T 2 -O - "$KUBE_PROXY_METRICS" 2>/dev/null | grep '^kubeproxy_sync_proxy_rules_last_timestamp_seconds' || true)"
-  case "$m" in
-    *' '0|'') ;;
-    *) log "kube-proxy has synced its rules"; break ;;
-  esac
+  if timeout 3 wget -q -O - "$KUBE_PROXY_METRICS" 2>/dev/null \
+     | awk '/^kubeproxy_sync_proxy_rules_last_timestamp_seconds/ && $NF+0 > 0 {ok=1} END {exit !ok}'; then
+    log "kube-proxy has synced its rules"; break
+  fi
   n=$((n + 1))
-  if [ "$n" -gt 240 ] && wget -q -T 2 -O /dev/null "$KUBE_PROXY_HEALTHZ" 2>/dev/null; then
+  if [ "$n" -gt 240 ] && timeout 3 wget -q -O /dev/null "$KUBE_PROXY_HEALTHZ" 2>/dev/null; then
     log "kube-proxy metrics unavailable, healthz ok: continuing"; break
   fi
   nap 0.5
