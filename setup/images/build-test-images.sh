@@ -50,6 +50,9 @@ ensure_image() {
       "$fn" "$ref" "$key"
       [[ "$(image_key "$ref")" == "$key" ]] || die "$ref: built image lacks key label"
       rm -f "$archive"
+      # the previous build of this tag is now dangling: drop it
+      podman images -q --filter dangling=true --filter label=io.kindslurm.image.key \
+        | xargs -r podman rmi >/dev/null 2>&1 || true
     else
       log "$ref loaded from $archive"
     fi

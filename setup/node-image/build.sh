@@ -5,7 +5,8 @@
 # kind Go module.  Run as root on Debian 12:
 #
 #   bash setup/node-image/build.sh            # full build (idempotent, cached)
-#   bash setup/node-image/build.sh binaries   # only build/cached the Go binaries
+#   bash setup/node-image/build.sh binaries   # only build (or find cached) the Go binaries
+#   KINDSLURM_FORCE_REBUILD=1 bash setup/node-image/build.sh   # reassemble even if up to date
 #
 # Output: podman image localhost/kindslurm/node:v1.34.4 and
 #         $KINDSLURM_CACHE/images/kindslurm-node.tar (symlink to node-<key>.tar)
@@ -93,7 +94,7 @@ install_host_tools() {
   command -v kind >/dev/null && [[ "$(kind version 2>/dev/null | awk '{print $2}')" == "$KIND_VERSION" ]] \
     || bash "$REPO/setup/install-kind.sh"
 }
-if [[ "$MODE" == all ]]; then
+if [[ "$MODE" == all && "${KINDSLURM_FORCE_REBUILD:-0}" != 1 ]]; then
   if [[ "$(image_key)" == "$KEY" ]]; then
     [[ -f "$ARCHIVE" ]] || { phase "save archive"; podman save -o "$ARCHIVE.tmp" "$IMAGE_REF" && mv "$ARCHIVE.tmp" "$ARCHIVE"; }
     ln -sfn "node-$KEY.tar" "$IMAGE_DIR/kindslurm-node.tar"

@@ -150,7 +150,9 @@ class KindCluster:
         # CoreDNS is not yet Ready when kind returns
         self.kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns",
                      "--timeout=120s", timeout=150)
-        return time.monotonic() - t0
+        dt = time.monotonic() - t0
+        record("after create: nodes+CoreDNS Ready", dt)
+        return dt
 
     def delete(self) -> float:
         t0 = time.monotonic()
