@@ -216,7 +216,9 @@ class Lifecycle:
                 return exitcodes.WORKLOAD_TIMEOUT, "failed", f"workload timeout ({spec.timeout_seconds:.0f}s) expired"
             exit_code = rc
             self.say(f"workload exited {rc}")
-        if applied:
+        if applied and spec.script and exit_code != 0:
+            self.outcome = self.kube.outcome(applied)  # the script's failure decides; no point waiting
+        elif applied:
             self.phase("waiting", "waiting for the manifests' Jobs and Pods")
             t = time.monotonic()
             self.outcome = self.kube.wait(applied, deadline)
