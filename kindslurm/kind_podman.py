@@ -190,12 +190,9 @@ class KindPodman:
         for node in nodes if argv else []:
             proc.run([self.podman, "update", *argv, node])
         res = proc.run([self.podman, "inspect", "--format", "json", *nodes], check=False)
+        from kindslurm import cgroups
+
         applied = {}
         for c in json.loads(res.stdout or "[]") if res.ok else []:
-            host = c.get("HostConfig") or {}
-            applied[c.get("Name", "?")] = {
-                "cpuset": host.get("CpusetCpus") or None,
-                "cpus": (host.get("NanoCpus") or 0) / 1e9 or None,
-                "memory_mb": (host.get("Memory") or 0) // (1024 * 1024) or None,
-            }
+            applied[c.get("Name", "?")] = cgroups.limits(int((c.get("State") or {}).get("Pid") or 0))
         return applied
