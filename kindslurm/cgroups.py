@@ -20,7 +20,7 @@ def _read(path: Path) -> str | None:
 
 
 def limits(pid: int) -> dict[str, float | str | None]:
-    """{'cpus': quota/period, 'cpuset': '0-1', 'memory_mb': n} for the process's cgroups."""
+    """{'cpus': quota/period, 'cpuset': '0-1', 'memory_mb': n}: the tightest limits on the process."""
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
@@ -35,18 +35,32 @@ def limits(pid: int) -> dict[str, float | str | None]:
                 dirs[c] = ROOT / controllers / path.lstrip("/")
     cpus = cpuset = mem = None
     if "cpu" in dirs:
-        quota, period = _read(dirs["cpu"] / "cpu.cfs_quota_us"), _read(dirs["cpu"] / "cpu.cfs_period_us")
-        if quota and period and int(quota) > 0:
-            cpus = int(quota) / int(period)
-        cpuset = _read(dirs.get("cpuset", ROOT) / "cpuset.cpus") if "cpuset" in dirs else None
-        raw = _read(dirs["memory"] / "memory.limit_in_bytes") if "memory" in dirs else None
-        mem = int(raw) // (1024 * 1024) if raw and int(raw) < _UNLIMITED_MEM else None
+        for d in _up(dirs["cpu"]):
+            quota, period = _read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us")
+            if quota and period and int(quota) > 0:
+                cpus = min(cpus or float("inf"), int(quota) / int(period))
+        cpuset = _read(dirs["cpuset"] / "cpuset.cpus") if "cpuset" in dirs else None
+        for d in _up(dirs["memory"]) if "memory" in dirs else []:
+            raw = _read(d / "memory.limit_in_bytes")
+            if raw and int(raw) < _UNLIMITED_MEM:
+                mem = min(mem or _UNLIMITED_MEM, int(raw) // (1024 * 1024))
     elif "unified" in dirs:
-        d = dirs["unified"]
-        cpu_max = (_read(d / "cpu.max") or "max").split()
-        if cpu_max[0] != "max":
-            cpus = int(cpu_max[0]) / int(cpu_max[1])
-        cpuset = _read(d / "cpuset.cpus") or None
-        raw = _read(d / "memory.max")
-        mem = int(raw) // (1024 * 1024) if raw and raw != "max" else None
+        for d in _up(dirs["unified"]):
+            cpu_max = (_read(d / "cpu.max") or "max").split()
+            if cpu_max[0] != "max":
+                cpus = min(cpus or float("inf"), int(cpu_max[0]) / int(cpu_max[1]))
+            raw = _read(d / "memory.max")
+            if raw and raw != "max":
+                mem = min(mem or _UNLIMITED_MEM, int(raw) // (1024 * 1024))
+        cpuset = _read(dirs["unified"] / "cpuset.cpus.effective") or None
     return {"cpus": cpus, "cpuset": cpuset, "memory_mb": mem}
+
+
+def _up(d: Path) -> list[Path]:
+    """The cgroup and its ancestors: a node's init moves itself into a child
+    cgroup, while podman's limits sit on the container's own."""
+    out = []
+    while d != ROOT and ROOT in d.parents:
+        out.append(d)
+        d = d.parent
+    return out
