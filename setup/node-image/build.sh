@@ -84,20 +84,35 @@ log "go: $GO_VER  cache: $CACHE  key: $KEY"
 mkdir -p "$BIN_CACHE" "$IMAGE_DIR" "$WORK_ROOT"
 
 # ---------------------------------------------------------------------------
+# superseded node images (earlier keys) become dangling when the tag moves; a
+# running cluster may still use one, so removal is best effort on every run
+prune_old_images() {
+  podman images -q --filter "label=${LABEL_PREFIX}.key" --filter dangling=true \
+    | xargs -r podman rmi >/dev/null 2>&1 || true
+}
+
 # warm path: image already present with our key -> nothing to do
 image_key() { podman image inspect --format "{{ index .Labels \"${LABEL_PREFIX}.key\" }}" "$IMAGE_REF" 2>/dev/null || true; }
 ARCHIVE="$IMAGE_DIR/node-$KEY.tar"
 install_host_tools() {
-  # the product needs kubectl (and kind) on the host
-  install -m 0755 "$BIN_CACHE/kubernetes-$K8S_VERSION/kubectl" /usr/local/bin/kubectl 2>/dev/null \
-    || log "warning: kubectl not in cache, /usr/local/bin/kubectl not updated"
+  # the product needs kubectl (and kind) on the host: from the binary cache,
+  # else (image loaded from an archive only) out of the node image itself
+  if [[ -x "$BIN_CACHE/kubernetes-$K8S_VERSION/kubectl" ]]; then
+    install -m 0755 "$BIN_CACHE/kubernetes-$K8S_VERSION/kubectl" /usr/local/bin/kubectl
+  elif podman run --rm --entrypoint /bin/cat "$IMAGE_REF" /usr/bin/kubectl > /usr/local/bin/kubectl.tmp; then
+    chmod 0755 /usr/local/bin/kubectl.tmp && mv /usr/local/bin/kubectl.tmp /usr/local/bin/kubectl
+  else
+    rm -f /usr/local/bin/kubectl.tmp; log "warning: could not install /usr/local/bin/kubectl"
+  fi
   command -v kind >/dev/null && [[ "$(kind version 2>/dev/null | awk '{print $2}')" == "$KIND_VERSION" ]] \
     || bash "$REPO/setup/install-kind.sh"
 }
 if [[ "$MODE" == all && "${KINDSLURM_FORCE_REBUILD:-0}" != 1 ]]; then
   if [[ "$(image_key)" == "$KEY" ]]; then
-    [[ -f "$ARCHIVE" ]] || { phase "save archive"; podman save -o "$ARCHIVE.tmp" "$IMAGE_REF" && mv "$ARCHIVE.tmp" "$ARCHIVE"; }
+    [[ -f "$ARCHIVE" ]] || { phase "save archive"; podman save -q -o "$ARCHIVE.tmp" "$IMAGE_REF" && mv "$ARCHIVE.tmp" "$ARCHIVE"; }
     ln -sfn "node-$KEY.tar" "$IMAGE_DIR/kindslurm-node.tar"
+    find "$IMAGE_DIR" -maxdepth 1 -name 'node-*.tar' ! -name "node-$KEY.tar" -delete
+    prune_old_images
     phase "host tools"; install_host_tools
     log "image $IMAGE_REF is up to date (key $KEY)"
     print_timings; exit 0
@@ -559,18 +574,17 @@ changes=(
   --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]'
 )
 for l in "${labels[@]}"; do changes+=(--change "LABEL ${l%%=*}=\"${l#*=}\""); done
-tar -C "$R" --numeric-owner -cf - . | podman import "${changes[@]}" - "$IMAGE_NAME" >/dev/null
+tar -C "$R" --numeric-owner -cf - . | podman import -q "${changes[@]}" - "$IMAGE_NAME" >/dev/null
 [[ "$(image_key)" == "$KEY" ]] || die "imported image does not carry the key label"
 podman image inspect --format '{{ index .Labels "io.kindslurm.node.coredns-note" }}' "$IMAGE_REF" >&2
 
 phase "save archive"
-podman save -o "$ARCHIVE.tmp" "$IMAGE_REF"
+podman save -q -o "$ARCHIVE.tmp" "$IMAGE_REF"
 mv "$ARCHIVE.tmp" "$ARCHIVE"
 ln -sfn "node-$KEY.tar" "$IMAGE_DIR/kindslurm-node.tar"
 # drop archives of older keys
 find "$IMAGE_DIR" -maxdepth 1 -name 'node-*.tar' ! -name "node-$KEY.tar" -delete
-# old dangling node images (earlier keys) lose their tag on import; prune them
-podman images --filter "label=${LABEL_PREFIX}.key" --filter dangling=true -q | xargs -r podman rmi >/dev/null 2>&1 || true
+prune_old_images
 
 phase "host tools"
 install_host_tools
