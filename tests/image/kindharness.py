@@ -19,6 +19,8 @@ NODE_IMAGE = os.environ.get("KINDSLURM_NODE_IMAGE", "localhost/kindslurm/node:v1
 CACHE = Path(os.environ.get("KINDSLURM_CACHE", "/var/cache/kindslurm"))
 BUSYBOX_ARCHIVE = CACHE / "images" / "busybox.tar"
 BUSYBOX_IMAGE = "localhost/kindslurm/busybox:1"
+PYTHON_ARCHIVE = CACHE / "images" / "python.tar"
+PYTHON_IMAGE = "localhost/kindslurm/python:3"
 HOST_SYSCTLS = ("kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory")
 
 TIMINGS: list[tuple[str, float]] = []

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from kindharness import BUSYBOX_ARCHIVE, BUSYBOX_IMAGE
+from kindharness import BUSYBOX_ARCHIVE, BUSYBOX_IMAGE, PYTHON_ARCHIVE, PYTHON_IMAGE
 
 pytestmark = pytest.mark.cluster
 
@@ -120,3 +120,18 @@ spec:
     assert phase == "Bound"
     sc = c.kubectl("get", "pv", "-o", "jsonpath={.items[0].spec.storageClassName}").stdout
     assert sc == "standard"
+
+
+def test_python_numpy_job(one_node_cluster):
+    """The python test image (debootstrap + numpy) runs as a Job."""
+    if not PYTHON_ARCHIVE.exists():
+        pytest.skip(f"{PYTHON_ARCHIVE} missing: run setup/images/build-test-images.sh")
+    c = one_node_cluster
+    c.load_archive(PYTHON_ARCHIVE)
+    c.apply(job(
+        "numpy",
+        "python3 -c 'import numpy as np; a = np.arange(12.0).reshape(3, 4); print(\"SUM\", a.sum())'",
+        image=PYTHON_IMAGE,
+    ))
+    logs = c.wait_job("numpy")
+    assert "SUM 66.0" in logs, logs
