@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from kindslurm import exitcodes, naming, paths, preflight, state
+from kindslurm import exitcodes, hostsysctl, naming, paths, preflight, state
 from kindslurm.errors import CommandError, KindslurmError, PreflightError
 from kindslurm.kind_podman import KindPodman
 from kindslurm.paths import JobPaths
@@ -50,6 +50,24 @@ def _proc_start(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+def _warm_import() -> None:
+    try:
+        import kindslurm.kube  # noqa: F401
+    except Exception:
+        pass  # the real import later reports it
+
+
+def _die_with_parent() -> list[str]:
+    """`setpriv --pdeathsig KILL`: the workload dies with us even on SIGKILL,
+    where nothing of ours runs and linuxproc-tracked Slurm would miss it."""
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv and subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True).returncode == 0:
+        return [setpriv, "--pdeathsig", "KILL", "--"]
+    return []
 
 
 def cluster_name_for(spec: JobSpec, environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
@@ -163,7 +181,7 @@ class Lifecycle:
     def _run(self) -> tuple[int, str, str]:
         spec = self.spec
         # The Kubernetes client takes a second to import: do it while kind boots.
-        threading.Thread(target=__import__, args=("kindslurm.kube",), daemon=True).start()
+        threading.Thread(target=_warm_import, daemon=True).start()
         self.phase("preflight", f"run {spec.run_id} on {socket.gethostname()}: cluster {self.cluster}")
         checks = preflight.run_checks(
             podman=spec.tool("podman"), kind=spec.tool("kind"), kubectl=spec.tool("kubectl"),
@@ -258,7 +276,19 @@ class Lifecycle:
             for c in checks:
                 if c.status != preflight.OK:
                     raise PreflightError(c.line)
+            hostsysctl.record()
             self._write_marker(nodes, booting=True)
+
+    def _restore_host_sysctls(self) -> None:
+        """The last cluster on the node puts back what the kubelet changed."""
+        from kindslurm.kind_podman import local_lock
+
+        with local_lock("capacity"):
+            booting = paths.markers_dir().is_dir() and any(paths.markers_dir().iterdir())
+            if booting or self.provider.clusters():
+                return
+            if changed := hostsysctl.restore():
+                self.say(f"restored host sysctls {', '.join(k.replace('/', '.') for k in changed)}")
 
     def _limit_resources(self) -> None:
         if not os.environ.get("SLURM_JOB_ID") or self.spec.mode == "local":
@@ -277,6 +307,7 @@ class Lifecycle:
         spec = self.spec
         script = spec.script or ""
         argv = [script, *spec.script_args] if os.access(script, os.X_OK) else ["bash", script, *spec.script_args]
+        argv = _die_with_parent() + argv
         env = {
             **os.environ,
             "K8S_CLUSTER_NAME": self.cluster,
@@ -388,6 +419,10 @@ class Lifecycle:
         self.timings["kind_delete"] = time.monotonic() - t
         self.kubeconfig.unlink(missing_ok=True)
         self.marker.unlink(missing_ok=True)
+        try:
+            self._restore_host_sysctls()
+        except Exception as e:
+            self.say(f"warning: could not restore host sysctls: {e}")
         return left
 
     def _finish(self, started: float, exit_code: int, status: str, reason: str) -> None:

@@ -42,7 +42,7 @@ StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/cgroup
 TaskPlugin=task/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
@@ -60,8 +60,14 @@ CONF
 )
     if [ ! -f "$CONF" ] || [ "$(cat "$CONF")" != "$new" ]; then
         printf '%s\n' "$new" > "$CONF"
+        CHANGED=1
     fi
-    [ -f /etc/slurm/cgroup.conf ] || echo "CgroupPlugin=cgroup/v1" > /etc/slurm/cgroup.conf
+    # proctrack/cgroup, as on production clusters: every process of a job dies
+    # with it, even one that left its session (kind's containers are podman's
+    # and live elsewhere: kindslurm removes those itself).
+    local plugin=cgroup/v1
+    [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] && plugin=cgroup/v2
+    printf 'CgroupPlugin=%s\nCgroupAutomount=yes\nConstrainCores=no\nConstrainRAMSpace=no\n' "$plugin" > /etc/slurm/cgroup.conf
     if [ ! -f "$EPILOG" ]; then
         # Replaced by `kindslurm gc --job` once kindslurm is installed (see README).
         printf '#!/bin/sh\nexit 0\n' > "$EPILOG"
@@ -92,7 +98,9 @@ wait_idle() {
 
 start() {
     install_packages
+    CHANGED=0
     write_config
+    [ "$CHANGED" = 1 ] && pgrep -x 'slurmd|slurmctld' >/dev/null && stop_slurm
     start_munge
     pgrep -x slurmctld >/dev/null || slurmctld
     pgrep -x slurmd >/dev/null || slurmd
@@ -101,9 +109,13 @@ start() {
     echo "Slurm is up: $(sinfo -h -o '%P %D %T %c CPUs')"
 }
 
-stop() {
+stop_slurm() {
     for d in slurmd slurmctld; do pkill -x "$d" 2>/dev/null || true; done
     for _ in $(seq 1 20); do pgrep -x 'slurmd|slurmctld' >/dev/null || break; sleep 0.5; done
+}
+
+stop() {
+    stop_slurm
     pkill -x munged 2>/dev/null || true
     echo "Slurm stopped"
 }

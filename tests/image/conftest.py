@@ -3,8 +3,8 @@ rootful podman, from the offline node image.  Helpers live in kindharness.py.
 
 Needs root, podman, kind (setup/install-kind.sh), the node image
 (setup/node-image/build.sh) and the busybox test image
-(setup/images/build-test-images.sh).  Without them the cluster tests are
-skipped, unless KINDSLURM_REQUIRE_CLUSTER_TESTS=1 turns that into a failure.
+(setup/images/build-test-images.sh).  Without them the cluster tests fail
+with the missing piece named: `bash setup/install.sh --tests` provides all.
 """
 import os
 import sys
@@ -36,9 +36,7 @@ def host_sysctls():
 def cluster_prereqs():
     problem = prereq_problem()
     if problem:
-        if os.environ.get("KINDSLURM_REQUIRE_CLUSTER_TESTS") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        pytest.fail(problem)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,7 @@
 
 These tests need root, podman, kind (setup/install-kind.sh), the node image
 (setup/node-image/build.sh) and the busybox test image
-(setup/images/build-test-images.sh).  Without them they are skipped, unless
-KINDSLURM_REQUIRE_CLUSTER_TESTS=1, which turns the skip into a failure.
+(setup/images/build-test-images.sh).  Without them they fail, naming what is missing.
 """
 from __future__ import annotations
 

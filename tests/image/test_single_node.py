@@ -125,7 +125,7 @@ spec:
 def test_python_numpy_job(one_node_cluster):
     """The python test image (debootstrap + numpy) runs as a Job."""
     if not PYTHON_ARCHIVE.exists():
-        pytest.skip(f"{PYTHON_ARCHIVE} missing: run setup/images/build-test-images.sh")
+        pytest.fail(f"{PYTHON_ARCHIVE} missing: run setup/images/build-test-images.sh")
     c = one_node_cluster
     c.load_archive(PYTHON_ARCHIVE)
     c.apply(job(

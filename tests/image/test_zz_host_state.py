@@ -17,7 +17,7 @@ def test_no_test_clusters_left(cluster_prereqs):
 
 def test_host_sysctls_restored(host_sysctls):
     if host_sysctls is None:
-        pytest.skip("not root")
+        pytest.fail("these tests run as root (rootful kind)")
     # the cluster fixtures restore after every delete; restore() is idempotent
     host_sysctls.restore()
     assert host_sysctls.current() == host_sysctls.recorded

@@ -73,7 +73,7 @@ def test_failing_workload_exit_code_comes_back(env: Env, tmp_path: Path):
 
 def test_scancel_tears_the_cluster_down(env: Env, tmp_path: Path):
     script = tmp_path / "long.sh"
-    script.write_text("#!/bin/bash\necho started\nsleep 600\n")
+    script.write_text("#!/bin/bash\necho started\nexec sleep 600\n")
     res = env.ks("run", str(script), "--parsable")
     assert res.returncode == 0, res.stderr
     job_id = res.stdout.strip()
@@ -101,8 +101,14 @@ def test_srun_runs_in_the_foreground(env: Env):
     assert_no_leftovers(env, rec["cluster"])
 
 
+def host_sysctls() -> dict[str, str]:
+    return {k: Path("/proc/sys", k).read_text() for k in ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory")}
+
+
 def test_local_runs_without_slurm(env: Env):
+    before = host_sysctls()
     res = env.ks("run", "--local", *HELLO)
+    assert host_sysctls() == before, "the kubelet's host sysctl changes were not put back"
     assert res.returncode == 0, res.stdout + res.stderr
     rec = env.records()[-1]
     assert rec["mode"] == "local" and rec["job_id"] is None and "-l" in rec["cluster"]

@@ -87,7 +87,7 @@ def test_time_limit_gives_pods_their_grace_then_tears_down(env: Env, tmp_path: P
 def test_sigkilled_batch_step_is_cleaned_by_the_epilog_and_gc(env: Env, tmp_path: Path):
     env.vars["KINDSLURM_GC_GRACE"] = "0"
     script = tmp_path / "w.sh"
-    script.write_text("#!/bin/bash\nsleep 600\n")
+    script.write_text("#!/bin/bash\nexec sleep 600\n")
     res = env.ks("run", str(script), "--parsable")
     assert res.returncode == 0, res.stderr
     job_id = res.stdout.strip()

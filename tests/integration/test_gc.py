@@ -131,7 +131,7 @@ def test_concurrent_gc_runs_agree(env: Env, fakes: list[str]):
 def test_gc_removes_the_orphan_of_a_sigkilled_run_and_spares_a_live_one(env: Env, tmp_path: Path):
     env.vars["KINDSLURM_GC_GRACE"] = "0"
     script = tmp_path / "sleep.sh"
-    script.write_text("#!/bin/bash\nsleep 600\n")
+    script.write_text("#!/bin/bash\nexec sleep 600\n")
     live = env.ks("run", str(script), "--parsable")
     assert live.returncode == 0, live.stderr
     live_job = live.stdout.strip()
