@@ -511,6 +511,9 @@ mkimg "$S" local-path-provisioner.tar --tag "localhost/kindslurm/local-path-prov
   --entrypoint '["/usr/local/bin/local-path-provisioner"]'
 skel "$S"; with_busybox "$S"
 mkimg "$S" local-path-helper.tar --tag localhost/kindslurm/local-path-helper:v1 --cmd '["/bin/sh"]'
+# the examples' busybox, preloaded so workloads/hello needs no image archive
+skel "$S"; with_busybox "$S"
+mkimg "$S" busybox.tar --tag localhost/kindslurm/busybox:1 --cmd '["/bin/sh"]'
 skel "$S"; with_busybox "$S"; install -m 0755 "$K8S_BIN/kubectl" "$S/usr/local/bin/kubectl"
 install -m 0755 "$HERE/files/kindslurm-cni.sh" "$S/kindslurm-cni.sh"
 mkimg "$S" cni.tar --tag localhost/kindslurm/cni:v1 --cmd '["/bin/sh","/kindslurm-cni.sh"]'
