@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Small local images for tests and example workloads, built with no registry:
 #   localhost/kindslurm/busybox:1  Debian's busybox-static, one layer (podman import)
-#   localhost/kindslurm/python:3   debootstrap minbase bookworm + python3 + numpy, trimmed
+#   localhost/kindslurm/python:3   debootstrap minbase bookworm + python3 + numpy + sysbench, trimmed
 # Each is also saved as $KINDSLURM_CACHE/images/{busybox,python}.tar (docker-archive,
 # ready for `kind load image-archive`).  Idempotent and cached: an image whose
 # io.kindslurm.image.key label matches the inputs is not rebuilt.
@@ -14,7 +14,7 @@ IMAGE_DIR="$CACHE/images"
 WORK="$CACHE/work/test-images"
 WHICH="${1:-all}"
 SUITE=bookworm
-PY_PKGS="python3,python3-numpy"
+PY_PKGS="python3,python3-numpy,sysbench"
 
 log() { printf '[test-images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[test-images] ERROR: %s\n' "$*" >&2; exit 1; }
