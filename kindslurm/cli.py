@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import click
 
-from kindslurm import __version__, exitcodes
+from kindslurm import __version__
 from kindslurm.errors import KindslurmError, SpecError
 
 EPILOG = """\b

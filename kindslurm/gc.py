@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from kindslurm import naming, paths, state
+from kindslurm import naming, paths, proc, state
 from kindslurm.errors import KindslurmError
 from kindslurm.kind_podman import KindPodman, local_lock
 from kindslurm.provider import ClusterResources
@@ -39,16 +39,6 @@ class Action:
     @property
     def failed(self) -> bool:
         return self.result.startswith("FAILED")
-
-
-def _pid_alive(pid: int | None, start: str | None) -> bool:
-    if not pid:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return start is None or stat.rsplit(")", 1)[1].split()[19] == start
 
 
 class Collector:
@@ -81,12 +71,12 @@ class Collector:
         if not rec.live:
             return False, f"finished ({rec.phase})"
         if rec.mode == "local":
-            alive = _pid_alive(rec.pid, rec.pid_start)
+            alive = proc.alive(rec.pid, rec.pid_start)
             return alive, f"pid {rec.pid} {'running' if alive else 'gone'}"
         if rec.job_id:
             return self._job_live(rec.job_id)
         if rec.pid and rec.node == self.host:
-            alive = _pid_alive(rec.pid, rec.pid_start)
+            alive = proc.alive(rec.pid, rec.pid_start)
             return alive, f"pid {rec.pid} {'running' if alive else 'gone'}"
         young = self.now() - rec.created < self.grace
         return young, "being submitted" if young else "submission never completed"
@@ -99,7 +89,7 @@ class Collector:
 
     def _cluster_live(self, res: ClusterResources, rec: state.Record | None) -> tuple[bool, str]:
         marker = self._marker(res.name)
-        if marker and _pid_alive(marker.get("pid"), marker.get("start")):
+        if marker and proc.alive(marker.get("pid"), marker.get("start")):
             return True, f"being created or used by pid {marker.get('pid')}"
         newest = max((c.created for c in res.containers), default=0.0)
         if newest and self.now() - newest < self.grace:
@@ -176,7 +166,7 @@ class Collector:
         mdir = paths.markers_dir()
         for p in sorted(mdir.glob("*")) if mdir.is_dir() else []:
             marker = self._marker(p.name) or {}
-            if p.name in keep or not self._wanted_job(None, p.name) or _pid_alive(marker.get("pid"), marker.get("start")):
+            if p.name in keep or not self._wanted_job(None, p.name) or proc.alive(marker.get("pid"), marker.get("start")):
                 continue
             if self.now() - p.stat().st_mtime < self.grace:
                 continue

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from kindslurm import exitcodes, hostsysctl, naming, paths, preflight, state
+from kindslurm import exitcodes, hostsysctl, naming, paths, preflight, proc, state
 from kindslurm.errors import CommandError, KindslurmError, PreflightError
 from kindslurm.kind_podman import KindPodman
 from kindslurm.paths import JobPaths
@@ -43,13 +43,6 @@ class Interrupt(BaseException):
             "timeout": exitcodes.TIME_LIMIT,
         }[self.status]
         super().__init__(self.status)
-
-
-def _proc_start(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 def _warm_import() -> None:
@@ -137,7 +130,7 @@ class Lifecycle:
             node=socket.gethostname(),
             kubeconfig=str(self.kubeconfig),
             pid=os.getpid(),
-            pid_start=_proc_start(os.getpid()),
+            pid_start=proc.start_time(os.getpid()),
         )
         if job_id:
             fields["job_id"] = job_id
@@ -254,7 +247,7 @@ class Lifecycle:
 
     def _write_marker(self, nodes: int, booting: bool) -> None:
         paths.ensure_private_dir(self.marker.parent)
-        record = {"pid": os.getpid(), "start": _proc_start(os.getpid()), "time": time.time(), "nodes": nodes, "booting": booting}
+        record = {"pid": os.getpid(), "start": proc.start_time(os.getpid()), "time": time.time(), "nodes": nodes, "booting": booting}
         paths.write_private(self.marker, json.dumps(record))
 
     def _reserve_capacity(self, nodes: int) -> None:
@@ -270,7 +263,7 @@ class Lifecycle:
                     data = json.loads(m.read_text())
                 except (OSError, ValueError):
                     continue
-                if data.get("booting") and _proc_start(int(data.get("pid", 0))) == data.get("start"):
+                if data.get("booting") and proc.start_time(int(data.get("pid", 0))) == data.get("start"):
                     booting += int(data.get("nodes", 1))
             checks = capacity.check(nodes, booting=booting)
             for c in checks:

@@ -98,3 +98,19 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks: with the pid, it tells a live
+    owner from a recycled pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def alive(pid: int | None, start: str | None) -> bool:
+    if not pid:
+        return False
+    now = start_time(pid)
+    return now is not None and (start is None or now == start)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from kindslurm import config, exitcodes, state
+from kindslurm import config, exitcodes, proc, state
 from kindslurm.errors import KindslurmError
 from kindslurm.paths import JobPaths
 from kindslurm.slurm import JobState, Slurm
@@ -140,14 +140,6 @@ def logs(ref: str, follow: bool, job_output: bool, pod: str | None) -> None:
         time.sleep(1)
 
 
-def _pid_alive(pid: int | None, start: str | None) -> bool:
-    if not pid:
-        return False
-    from kindslurm.lifecycle import _proc_start
-
-    return _proc_start(pid) == start if start else os.path.exists(f"/proc/{pid}")
-
-
 def cancel(ref: str) -> None:
     rec = _find(ref)
     if not rec.live:
@@ -156,7 +148,7 @@ def cancel(ref: str) -> None:
     if rec.job_id and rec.mode != "local":
         _slurm().cancel(rec.job_id)
         click.echo(f"cancelled job {rec.job_id}; it tears down cluster {rec.cluster or '(not created yet)'}")
-    elif _pid_alive(rec.pid, rec.pid_start):
+    elif proc.alive(rec.pid, rec.pid_start):
         assert rec.pid
         os.kill(rec.pid, signal.SIGTERM)
         click.echo(f"sent SIGTERM to local run {rec.run_id} (pid {rec.pid}); it tears down cluster {rec.cluster}")

@@ -1,6 +1,5 @@
 """Control-plane + worker: cross-node pod traffic, then a clean delete."""
 import json
-import time
 
 import pytest
 

@@ -7,9 +7,6 @@ container, volume, network, kubeconfig or live record is left behind.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest

@@ -8,7 +8,6 @@ leaves a real cluster behind with SIGKILL.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -1,4 +1,3 @@
-import os
 import stat
 from pathlib import Path
 
@@ -104,7 +103,7 @@ def test_missing_explicit_config(no_site_config, monkeypatch, tmp_path):
 def test_state_records_are_private(no_site_config):
     from kindslurm import paths, state
 
-    rec = state.save(state.Record(run_id="r1", mode="local", user="u", job_dir="/x"))
+    state.save(state.Record(run_id="r1", mode="local", user="u", job_dir="/x"))
     p = paths.records_dir() / "r1.json"
     assert stat.S_IMODE(p.stat().st_mode) == 0o600
     assert stat.S_IMODE(paths.records_dir().stat().st_mode) == 0o700
