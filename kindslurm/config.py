@@ -76,7 +76,7 @@ def _read(path: Path, required: bool) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except (OSError, yaml.YAMLError) as e:
         first = str(e).splitlines()[0]
         raise SpecError(f"config file {path} cannot be read ({first}): fix its YAML") from None

@@ -86,7 +86,8 @@ def check_manifest(path: Path) -> int:
     import yaml
 
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        docs = [d for d in yaml.load_all(path.read_text(), Loader=loader) if d is not None]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
