@@ -79,20 +79,25 @@ class Kube:
     def wait_api(self, timeout: float = 120.0) -> None:
         """Return as soon as the API serves and the default ServiceAccount exists.
 
-        Pods are refused until that ServiceAccount is there; everything else can
-        be applied while nodes are still becoming Ready.
+        Pods are refused until that ServiceAccount is there, and the controller
+        that makes it starts seconds after the API server: creating it ourselves
+        (a no-op if it exists; tokens are requested per pod since v1.24) lets the
+        workload start at once.
         """
         deadline = time.monotonic() + timeout
         last = ""
+        body = client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
         while time.monotonic() < deadline:
             try:
-                self.core.read_namespaced_service_account("default", "default", _request_timeout=5)
+                self.core.create_namespaced_service_account("default", body, _request_timeout=5)
                 return
             except ApiException as e:
+                if e.status == 409:
+                    return
                 last = f"{e.status} {e.reason}"
             except Exception as e:  # connection refused while the API server starts
                 last = str(e).splitlines()[0][:200]
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise KindslurmError(f"the cluster's API server did not become ready in {timeout:.0f}s ({last})")
 
     # -- apply ------------------------------------------------------------
