@@ -402,6 +402,7 @@ class Lifecycle:
 
     def _teardown(self) -> list[str]:
         if not self.created:
+            self.marker.unlink(missing_ok=True)
             return []
         self.phase("tearing-down", f"deleting cluster {self.cluster}")
         t = time.monotonic()
