@@ -92,8 +92,8 @@ class Collector:
         if marker and proc.alive(marker.get("pid"), marker.get("start")):
             return True, f"being created or used by pid {marker.get('pid')}"
         newest = max((c.created for c in res.containers), default=0.0)
-        if newest and self.now() - newest < self.grace:
-            return True, "created moments ago"
+        if self.job is None and newest and self.now() - newest < self.grace:
+            return True, "created moments ago"  # (with --job the job has ended: nothing is mid-creation)
         if rec is not None:
             return self._record_live(rec)
         m = _JOB_SUFFIX.search(res.name)
