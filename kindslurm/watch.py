@@ -15,10 +15,15 @@ from kindslurm.slurm import JobState, Slurm
 class Follower:
     """Prints what a file gains, line by line, like `tail -f`."""
 
-    def __init__(self, path: Path, out: IO[str]) -> None:
+    def __init__(self, path: Path, out: IO[str], emit: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.out = out
         self.offset = 0
+        self.emit = emit or self._write
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
 
     def poll(self) -> None:
         try:
@@ -29,8 +34,7 @@ class Follower:
             return
         end = data.rfind(b"\n") + 1
         if end:
-            self.out.write(data[:end].decode(errors="replace"))
-            self.out.flush()
+            self.emit(data[:end].decode(errors="replace"))
             self.offset += end
 
     def flush_rest(self) -> None:
@@ -42,7 +46,7 @@ class Follower:
         except OSError:
             return
         if rest:
-            self.out.write(rest.decode(errors="replace") + "\n")
+            self.emit(rest.decode(errors="replace") + "\n")
             self.offset += len(rest)
 
 
@@ -85,10 +89,10 @@ def wait_for_job(
 ) -> int:
     """Block until the Slurm job ends, streaming `stream` and showing each status change."""
     rec = state.load(run_id)
-    follower = Follower(stream, out) if stream else None
+    live, emit = _spinner(out, err)
+    follower = Follower(stream, out, emit) if stream else None
     started = time.monotonic()
     last = ""
-    live = _spinner(err)
     try:
         while True:
             js = slurm.state(job_id)
@@ -117,11 +121,17 @@ def wait_for_job(
     return code
 
 
-def _spinner(err: IO[str]):  # type: ignore[no-untyped-def]
+def _spinner(out: IO[str], err: IO[str]):  # type: ignore[no-untyped-def]
+    """A live status line on a terminal. When output and status share the
+    terminal, both go through one rich console so streamed lines print above
+    the status instead of through it."""
     if not err.isatty():
-        return None
+        return None, None
     from rich.console import Console
 
-    status = Console(file=err).status("submitted")
+    shared = out.isatty()
+    console = Console(file=out if shared else err, highlight=False)
+    status = console.status("submitted")
     status.start()
-    return status
+    emit = (lambda text: console.print(text, end="", markup=False, soft_wrap=True)) if shared else None
+    return status, emit
