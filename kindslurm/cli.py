@@ -121,11 +121,7 @@ def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, 
         from kindslurm import render
 
         if mode == "srun":
-            argv = slurm.srun_argv(job_name=f"kindslurm-{spec.prefix}", time=spec.time, warning_seconds=spec.warning_seconds,
-                                   output_dir=spec.submit_dir, partition=spec.partition, cpus=spec.cpus, mem=spec.mem,
-                                   gpus=spec.gpus, account=spec.account, qos=spec.qos, extra=spec.sbatch_args,
-                                   command=[*render.kindslurm_command(cfg.kindslurm_command), "node-run", f"{spec.job_dir}/spec.json"])
-            click.echo(shlex.join(argv))
+            click.echo(shlex.join(launch.srun_command(spec, cfg, slurm)))
         else:
             click.echo(render.render(spec, cfg.template, render.kindslurm_command(cfg.kindslurm_command)), nl=False)
         return
@@ -137,10 +133,10 @@ def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, 
             click.echo(f"Submitted job {job_id} (run {spec.run_id}, cluster {spec.prefix}-{job_id})")
             click.echo(f"Job directory: {spec.job_dir}")
         if wait:
+            from pathlib import Path
+
             from kindslurm.paths import JobPaths
             from kindslurm.watch import wait_for_job
-
-            from pathlib import Path
 
             sys.exit(wait_for_job(slurm, spec.run_id, job_id, stream=JobPaths(Path(spec.job_dir)).slurm_out))
         return

@@ -51,14 +51,19 @@ def submit_batch(spec: JobSpec, cfg: Config, slurm: Slurm) -> str:
     return job_id
 
 
-def run_srun(spec: JobSpec, cfg: Config, slurm: Slurm) -> int:
-    job, _ = prepare(spec, cfg)
-    argv = slurm.srun_argv(
+def srun_command(spec: JobSpec, cfg: Config, slurm: Slurm) -> list[str]:
+    """The foreground equivalent of the batch script (srun reads no #SBATCH lines)."""
+    return slurm.srun_argv(
         job_name=f"kindslurm-{spec.prefix}", time=spec.time, warning_seconds=spec.warning_seconds,
         output_dir=spec.submit_dir, partition=spec.partition, cpus=spec.cpus, mem=spec.mem, gpus=spec.gpus,
         account=spec.account, qos=spec.qos, extra=spec.sbatch_args,
-        command=[*render.kindslurm_command(cfg.kindslurm_command), "node-run", str(job.spec)],
+        command=[*render.kindslurm_command(cfg.kindslurm_command), "node-run", str(JobPaths(Path(spec.job_dir)).spec)],
     )
+
+
+def run_srun(spec: JobSpec, cfg: Config, slurm: Slurm) -> int:
+    job, _ = prepare(spec, cfg)
+    argv = srun_command(spec, cfg, slurm)
     # srun forwards Ctrl-C to the step itself; we only wait for it.
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
