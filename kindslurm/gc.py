@@ -148,8 +148,6 @@ class Collector:
                 continue
             if not rec.live and not self.include_finished:
                 continue  # a finished run's record is history for `ls -a`
-            if rec.live and rec.node and rec.node != self.host and rec.cluster in clusters:
-                continue
             plan.append((Action("record", rec.run_id, why), lambda r=rec: self._remove_record(r)))
         plan += self._stale_files(live_clusters, {r.cluster for r in recs if r.cluster and self._record_live(r)[0]})
         return plan

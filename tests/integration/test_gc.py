@@ -8,6 +8,7 @@ leaves a real cluster behind with SIGKILL.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -165,3 +166,20 @@ def test_gc_removes_the_orphan_of_a_sigkilled_run_and_spares_a_live_one(env: Env
         sh(["scancel", live_job])
     wait_job_gone(live_job)
     assert_no_leftovers(env, env.record(live_job)["cluster"])
+
+
+def test_finished_runs_stay_in_history_until_gc_all(env: Env, tmp_path: Path):
+    job_dir = tmp_path / "jobdir"
+    job_dir.mkdir()
+    (job_dir / "summary.json").write_text("{}")
+    runs = Path(env.vars["XDG_STATE_HOME"]) / "kindslurm" / "runs"
+    runs.mkdir(parents=True, mode=0o700)
+    rec = {"run_id": "r-old", "mode": "sbatch", "user": "root", "job_dir": str(job_dir), "job_id": "1",
+           "cluster": "ks-root-1", "phase": "completed", "exit_code": 0, "created": 0, "updated": 0, "phases": {}}
+    (runs / "r-old.json").write_text(json.dumps(rec))
+    assert env.ks("gc").returncode == 0
+    assert [r["run_id"] for r in env.records()] == ["r-old"]
+    assert "r-old" in env.ks("ls", "-a").stdout
+    res = env.ks("gc", "--all")
+    assert res.returncode == 0 and "r-old" in res.stdout
+    assert env.records() == [] and (job_dir / "summary.json").exists()
