@@ -8,9 +8,14 @@ Kubernetes v1.34) and rounded up.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
+from typing import Any
 
+from kindslurm import hostsysctl, paths, proc
+from kindslurm.errors import PreflightError
 from kindslurm.preflight import ERROR, OK, Check
 
 PER_NODE = {
@@ -110,3 +115,45 @@ def check(nodes: int, storage: str = "/var/lib/containers/storage", booting: int
                         f"{free:.1f} GB free under {storage}, {nodes} node(s) need about {need_gb:.1f}",
                         "free space in podman's storage or move graphroot to a larger local disk"))
     return checks
+
+
+def write_marker(marker: Path, nodes: int, booting: bool) -> None:
+    """The creation marker: whose cluster this is (gc) and whether it still boots."""
+    pid = os.getpid()
+    data = {"pid": pid, "start": proc.start_time(pid), "time": time.time(), "nodes": nodes, "booting": booting}
+    paths.ensure_private_dir(marker.parent)
+    paths.write_private(marker, json.dumps(data))
+
+
+def reserve(marker: Path, nodes: int) -> None:
+    """Check capacity and claim it in one step, so jobs starting in the same
+    second cannot all see the same free resources."""
+    from kindslurm.kind_podman import local_lock
+
+    with local_lock("capacity"):
+        booting = 0
+        for m in paths.markers_dir().glob("*") if paths.markers_dir().is_dir() else []:
+            try:
+                data = json.loads(m.read_text())
+            except (OSError, ValueError):
+                continue
+            if data.get("booting") and proc.alive(int(data.get("pid", 0)), data.get("start")):
+                booting += int(data.get("nodes", 1))
+        for c in check(nodes, booting=booting):
+            if c.status != OK:
+                raise PreflightError(c.line)
+        hostsysctl.record()
+        write_marker(marker, nodes, booting=True)
+
+
+def release(provider: Any) -> dict[str, str]:
+    """After a teardown: when no cluster is left or booting on the node, put back
+    the host sysctls the kubelet changed. Returns what was restored."""
+    from kindslurm.kind_podman import local_lock
+
+    with local_lock("capacity"):
+        if paths.markers_dir().is_dir() and any(paths.markers_dir().iterdir()):
+            return {}
+        if provider.clusters():
+            return {}
+        return hostsysctl.restore()

@@ -14,14 +14,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from kindslurm import exitcodes, hostsysctl, naming, paths, preflight, proc, state
+from kindslurm import exitcodes, naming, paths, preflight, proc, state
 from kindslurm.errors import CommandError, KindslurmError, PreflightError
 from kindslurm.kind_podman import KindPodman
 from kindslurm.paths import JobPaths
@@ -52,17 +51,6 @@ def _warm_import() -> None:
         pass  # the real import later reports it
 
 
-def _die_with_parent() -> list[str]:
-    """`setpriv --pdeathsig KILL`: the workload dies with us even on SIGKILL,
-    where nothing of ours runs and linuxproc-tracked Slurm would miss it."""
-    import shutil
-
-    setpriv = shutil.which("setpriv")
-    if setpriv and subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True).returncode == 0:
-        return [setpriv, "--pdeathsig", "KILL", "--"]
-    return []
-
-
 def cluster_name_for(spec: JobSpec, environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
     job_id = environ.get("SLURM_JOB_ID")
     if spec.mode != "local" and job_id:
@@ -86,7 +74,7 @@ class Lifecycle:
         self.created = False
         self.kube: Any = None
         self.outcome: dict[str, str] = {}
-        self.workload_proc: subprocess.Popen[str] | None = None
+        self.workload: Any = None
         self.timings: dict[str, float] = {}
         self.resources: dict[str, dict] = {}
 
@@ -193,13 +181,15 @@ class Lifecycle:
 
         config = kindconfig.render(spec, kindconfig.gpu_devices(os.environ.get("SLURM_JOB_GPUS")))
         self.paths.kind_config.write_text(config)
-        self._reserve_capacity(1 + spec.workers)
+        from kindslurm import capacity
+
+        capacity.reserve(self.marker, 1 + spec.workers)
         self.created = True  # from here on a partial cluster may exist
         with open(self.paths.kind_log, "a") as log:
             t = time.monotonic()
             self.provider.create(self.cluster, config, self.kubeconfig, spec.node_image, log)
             self.timings["kind_create"] = time.monotonic() - t
-            self._write_marker(1 + spec.workers, booting=False)
+            capacity.write_marker(self.marker, 1 + spec.workers, booting=False)
             self._limit_resources()
             for archive in spec.load_images:
                 self.say(f"loading image archive {archive}")
@@ -245,44 +235,6 @@ class Lifecycle:
             return exit_code, "completed", "workload succeeded"
         return exit_code, "failed", f"workload exited {exit_code}"
 
-    def _write_marker(self, nodes: int, booting: bool) -> None:
-        paths.ensure_private_dir(self.marker.parent)
-        record = {"pid": os.getpid(), "start": proc.start_time(os.getpid()), "time": time.time(), "nodes": nodes, "booting": booting}
-        paths.write_private(self.marker, json.dumps(record))
-
-    def _reserve_capacity(self, nodes: int) -> None:
-        """Check capacity and claim it in one step, so jobs starting in the same
-        second cannot all see the same free resources."""
-        from kindslurm import capacity
-        from kindslurm.kind_podman import local_lock
-
-        with local_lock("capacity"):
-            booting = 0
-            for m in paths.markers_dir().glob("*") if paths.markers_dir().is_dir() else []:
-                try:
-                    data = json.loads(m.read_text())
-                except (OSError, ValueError):
-                    continue
-                if data.get("booting") and proc.start_time(int(data.get("pid", 0))) == data.get("start"):
-                    booting += int(data.get("nodes", 1))
-            checks = capacity.check(nodes, booting=booting)
-            for c in checks:
-                if c.status != preflight.OK:
-                    raise PreflightError(c.line)
-            hostsysctl.record()
-            self._write_marker(nodes, booting=True)
-
-    def _restore_host_sysctls(self) -> None:
-        """The last cluster on the node puts back what the kubelet changed."""
-        from kindslurm.kind_podman import local_lock
-
-        with local_lock("capacity"):
-            booting = paths.markers_dir().is_dir() and any(paths.markers_dir().iterdir())
-            if booting or self.provider.clusters():
-                return
-            if changed := hostsysctl.restore():
-                self.say(f"restored host sysctls {', '.join(k.replace('/', '.') for k in changed)}")
-
     def _limit_resources(self) -> None:
         if not os.environ.get("SLURM_JOB_ID") or self.spec.mode == "local":
             return
@@ -297,10 +249,9 @@ class Lifecycle:
             self.say(f"warning: could not confine nodes to the allocation: {e}")
 
     def _run_workload(self, deadline: float | None) -> int | None:
+        from kindslurm.workload import Workload
+
         spec = self.spec
-        script = spec.script or ""
-        argv = [script, *spec.script_args] if os.access(script, os.X_OK) else ["bash", script, *spec.script_args]
-        argv = _die_with_parent() + argv
         env = {
             **os.environ,
             "K8S_CLUSTER_NAME": self.cluster,
@@ -310,47 +261,16 @@ class Lifecycle:
             "KINDSLURM_JOB_DIR": spec.job_dir,
             "KINDSLURM_RUN_ID": spec.run_id,
         }
-        with open(self.paths.workload_log, "a") as log:
-            self.workload_proc = subprocess.Popen(
-                argv, cwd=spec.submit_dir, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-            )
-            pump = threading.Thread(target=self._pump, args=(self.workload_proc, log), daemon=True)
-            pump.start()
-            while True:
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    rc = self.workload_proc.wait(timeout=min(timeout, 1.0) if timeout is not None else 1.0)
-                    break
-                except subprocess.TimeoutExpired:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        self.say("workload timeout expired: stopping the workload")
-                        self._stop_workload_process()
-                        pump.join(timeout=5)
-                        return None
-            pump.join(timeout=5)
-        self.workload_proc = None
-        return rc if rc >= 0 else 128 - rc
-
-    def _pump(self, p: subprocess.Popen[str], log: Any) -> None:
-        assert p.stdout is not None
-        for line in p.stdout:
-            log.write(line)
-            log.flush()
-            self.out.write(line)
-            self.out.flush()
+        self.workload = Workload(spec.script or "", spec.script_args, cwd=spec.submit_dir, env=env,
+                                 log=self.paths.workload_log, out=self.out)
+        rc = self.workload.run(deadline)
+        if rc is None:
+            self.say("workload timeout expired: the workload was stopped")
+        return rc
 
     def _stop_workload_process(self) -> None:
-        p = self.workload_proc
-        if p is None or p.poll() is not None:
-            return
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if self.workload is not None:
+            self.workload.stop()
 
     def _terminate_workload(self) -> None:
         """Time limit: give pods their grace period before the cluster goes."""
@@ -414,7 +334,10 @@ class Lifecycle:
         self.kubeconfig.unlink(missing_ok=True)
         self.marker.unlink(missing_ok=True)
         try:
-            self._restore_host_sysctls()
+            from kindslurm import capacity
+
+            if changed := capacity.release(self.provider):
+                self.say(f"restored host sysctls {', '.join(k.replace('/', '.') for k in changed)}")
         except Exception as e:
             self.say(f"warning: could not restore host sysctls: {e}")
         return left
