@@ -206,7 +206,12 @@ class Collector:
                 actions.append(action)
             if not dry_run and self.job is None and self.provider.remove_unused_network():
                 actions.append(Action("network", "kind", "no container uses it", "removed"))
-            return actions
+        if not dry_run:  # a killed run could not put back the host sysctls itself
+            from kindslurm import capacity
+
+            for key in capacity.release(self.provider):
+                actions.append(Action("sysctl", key.replace("/", "."), "changed by a collected cluster's kubelet", "restored"))
+        return actions
 
 
 def _unlink(p: Path) -> list[str]:

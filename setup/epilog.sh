@@ -11,6 +11,7 @@ KS=${KINDSLURM_BIN:-/usr/local/bin/kindslurm}
 [ -x "$KS" ] || exit 0
 LOG=${KINDSLURM_EPILOG_LOG:-/var/log/slurm/kindslurm-epilog.log}
 if [ "${SLURM_JOB_UID:-0}" = 0 ]; then
+    [ -d /run/user/0 ] && export XDG_RUNTIME_DIR=/run/user/0
     timeout 120 "$KS" gc --job "$SLURM_JOB_ID" --quiet >>"$LOG" 2>&1
 else
     home=$(getent passwd "$SLURM_JOB_USER" | cut -d: -f6)

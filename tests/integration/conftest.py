@@ -101,6 +101,11 @@ def assert_no_leftovers(env: Env, cluster: str) -> None:
         assert sh(["podman", "network", "exists", "kind"]).returncode != 0, "unused kind network left"
 
 
+def host_sysctls() -> dict[str, str]:
+    """What a privileged kind node's kubelet rewrites on the host."""
+    return {k: Path("/proc/sys", k).read_text() for k in ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory")}
+
+
 def slurm_jobs() -> list[str]:
     return sh(["squeue", "-h", "-o", "%i"]).stdout.split()
 

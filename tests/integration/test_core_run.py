@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import KINDSLURM, REPO, Env, assert_no_leftovers, sh, wait_job_gone
+from .conftest import KINDSLURM, REPO, Env, assert_no_leftovers, host_sysctls, sh, wait_job_gone
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm, pytest.mark.usefixtures("cluster_host")]
 
@@ -96,10 +96,6 @@ def test_srun_runs_in_the_foreground(env: Env):
     assert rec["mode"] == "srun" and rec["job_id"] and rec["phase"] == "completed"
     check_hello_outputs(Path(rec["job_dir"]))
     assert_no_leftovers(env, rec["cluster"])
-
-
-def host_sysctls() -> dict[str, str]:
-    return {k: Path("/proc/sys", k).read_text() for k in ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory")}
 
 
 def test_local_runs_without_slurm(env: Env):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Env, assert_no_leftovers, kind_containers, kind_volumes, wait_job_gone
+from .conftest import Env, assert_no_leftovers, host_sysctls, kind_containers, kind_volumes, wait_job_gone
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm, pytest.mark.usefixtures("cluster_host")]
 
@@ -88,6 +88,7 @@ def test_sigkilled_batch_step_is_cleaned_by_the_epilog_and_gc(env: Env, tmp_path
     env.vars["KINDSLURM_GC_GRACE"] = "0"
     script = tmp_path / "w.sh"
     script.write_text("#!/bin/bash\nexec sleep 600\n")
+    before = host_sysctls()
     res = env.ks("run", str(script), "--parsable")
     assert res.returncode == 0, res.stderr
     job_id = res.stdout.strip()
@@ -98,9 +99,10 @@ def test_sigkilled_batch_step_is_cleaned_by_the_epilog_and_gc(env: Env, tmp_path
     epilog_log = Path("/var/log/slurm/kindslurm-epilog.log")
     assert epilog_log.exists() and f"{rec['cluster']}" in epilog_log.read_text(), "the Epilog did not collect the cluster"
     assert kind_containers(rec["cluster"]) == [] and kind_volumes(rec["cluster"]) == []
-    res = env.ks("gc")  # the user's own gc then drops the kubeconfig and record
+    res = env.ks("gc")  # the user's own gc then drops the kubeconfig and record, and restores host sysctls
     assert res.returncode == 0, res.stdout + res.stderr
     assert_no_leftovers(env, rec["cluster"])
+    assert host_sysctls() == before, "host sysctls the killed cluster's kubelet changed were not restored"
     assert env.records() == [], "gc keeps the record of a run that died in a live phase"
 
 
