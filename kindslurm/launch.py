@@ -84,7 +84,7 @@ def run_here(spec: JobSpec, cfg: Config) -> int:
     """--local, or inside an allocation: the node side in this very process."""
     from kindslurm.lifecycle import Lifecycle
 
-    job, _ = prepare(spec, cfg)
+    prepare(spec, cfg)
     return Lifecycle(spec).run()
 
 
