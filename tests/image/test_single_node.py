@@ -41,12 +41,19 @@ def test_node_ready(one_node_cluster):
     assert n["spec"].get("podCIDR"), "controller-manager allocated no podCIDR"
     ready = {c_["type"]: c_["status"] for c_ in n["status"]["conditions"]}
     assert ready["Ready"] == "True"
-    # every system pod running (CNI, kube-proxy, CoreDNS, storage, control plane)
-    pods = json.loads(c.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
+    # every system pod reaches Running (CNI, kube-proxy, CoreDNS, storage, control plane);
+    # pods whose images are unpacked last may still be ContainerCreating a few seconds after Ready
+    deadline = time.monotonic() + 120
+    while True:
+        pods = json.loads(c.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
+        not_running = [p["metadata"]["name"] for p in pods if p["status"].get("phase") != "Running"]
+        if not not_running or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     names = {p["metadata"]["name"].rsplit("-", 2)[0] for p in pods}
     assert any(p["metadata"]["name"].startswith("kindslurm-cni-") for p in pods), names
     assert any(p["metadata"]["name"].startswith("coredns-") for p in pods), names
-    not_running = [p["metadata"]["name"] for p in pods if p["status"].get("phase") != "Running"]
+    assert any(p["metadata"]["name"].startswith("local-path-provisioner-") for p in pods), names
     assert not not_running, c.kubectl("get", "pods", "-A", "-o", "wide").stdout
 
 
