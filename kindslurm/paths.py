@@ -9,7 +9,6 @@ because a marker must describe *this* node's containers.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +43,8 @@ def runtime_dir() -> Path:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg) and os.access(xdg, os.W_OK) and os.stat(xdg).st_uid == os.getuid():
         return Path(xdg) / "kindslurm"
+    import tempfile
+
     return Path(tempfile.gettempdir()) / f"kindslurm-{os.getuid()}"
 
 
@@ -66,6 +67,8 @@ def ensure_private_dir(path: Path) -> Path:
 
 def write_private(path: Path, data: str) -> None:
     """Atomically write a 0600 file (readers never see half a record)."""
+    import tempfile
+
     ensure_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

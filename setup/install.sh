@@ -35,7 +35,9 @@ fi
 
 log "kindslurm into $VENV"
 [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO[test]"
+# compat mode: a plain path entry instead of an import-hook finder, which every
+# `kindslurm` start would otherwise pay for (templates are found beside the package)
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO[test]" --config-settings editable_mode=compat
 ln -sf "$VENV/bin/kindslurm" /usr/local/bin/kindslurm
 chmod -R a+rX "$VENV"
 
