@@ -4,6 +4,11 @@ Checked right before `kind create`, so a full node fails in a second with the
 resource named, instead of a kind timeout minutes later (kind's --wait only
 warns). Per-node needs were measured on a one-node cluster (kind v0.30,
 Kubernetes v1.34) and rounded up.
+
+Two shared resources need no budget here: every rootless kind node of a user
+maps into the same subuid/subgid range (its size is a preflight check), and
+the API server's host port is picked by podman when it binds (apiServerPort
+-1), so parallel clusters cannot lease the same one.
 """
 
 from __future__ import annotations
