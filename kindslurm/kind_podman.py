@@ -150,24 +150,25 @@ class KindPodman:
     def image_exists(self, image: str) -> bool:
         return proc.run([self.podman, "image", "exists", image], check=False).ok
 
-    def ensure_image(self, image: str, archive: str | None) -> bool:
-        """Load the node image from its archive once per node; True if loaded now."""
-        if self.image_exists(image):
-            return False
-        if not archive:
-            return False  # kind pulls it (sites with registry access)
-        if not os.path.isfile(archive):
-            raise PreflightError(
-                f"node image {image} is missing and its archive {archive} does not exist: "
-                "copy the archive to this node or fix node_image_archive"
-            )
+    def ensure_image(self, image: str, archive: str | None) -> str:
+        """Load the node image from its archive once per node. Returns the image's
+        state before: "present", "archive" (loaded now) or "pull" (kind pulls it)."""
+        from kindslurm import preflight
+
+        state = preflight.node_image_state(self.podman, image, archive)
+        if state == "no-archive":
+            raise PreflightError(preflight.image_check(state, image, archive).line)
+        if state != "archive":
+            return state
         with local_lock("node-image"):
-            if self.image_exists(image):
-                return False
-            proc.run([self.podman, "load", "-q", "-i", archive])
+            if not self.image_exists(image):
+                try:
+                    proc.run([self.podman, "load", "-q", "-i", archive])
+                except CommandError:
+                    raise PreflightError(f"podman cannot load {archive}: replace it with a `podman save` archive of {image}") from None
         if not self.image_exists(image):
             raise PreflightError(f"archive {archive} does not contain image {image}: fix node_image or the archive")
-        return True
+        return state
 
     def load_archive(self, name: str, archive: str, log: IO[str]) -> None:
         proc.run([self.kind, "load", "image-archive", archive, "--name", name], env=self.env, log=log)

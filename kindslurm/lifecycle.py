@@ -164,17 +164,18 @@ class Lifecycle:
         # The Kubernetes client takes a second to import: do it while kind boots.
         threading.Thread(target=_warm_import, daemon=True).start()
         self.phase("preflight", f"run {spec.run_id} on {socket.gethostname()}: cluster {self.cluster}")
-        checks = preflight.run_checks(
-            podman=spec.tool("podman"), kind=spec.tool("kind"), kubectl=spec.tool("kubectl"),
-            node_image=spec.node_image, node_image_archive=spec.node_image_archive,
-        )
+        checks = preflight.run_checks(podman=spec.tool("podman"), kind=spec.tool("kind"), kubectl=spec.tool("kubectl"))
         for c in checks:
             if c.status == preflight.WARN:
                 self.say(f"warning: {c.line}")
         if errs := preflight.errors(checks):
             raise PreflightError(errs[0].line)
-        if spec.node_image and self.provider.ensure_image(spec.node_image, spec.node_image_archive):
-            self.say(f"loaded node image {spec.node_image} from {spec.node_image_archive}")
+        if spec.node_image:
+            image_state = self.provider.ensure_image(spec.node_image, spec.node_image_archive)
+            if image_state == "archive":
+                self.say(f"loaded node image {spec.node_image} from {spec.node_image_archive}")
+            elif image_state == "pull":
+                self.say(f"warning: node image {spec.node_image} is not in podman: kind will pull it")
 
         self.phase("creating", f"creating cluster {self.cluster} ({1 + spec.workers} node{'s' if spec.workers else ''})")
         from kindslurm import kindconfig

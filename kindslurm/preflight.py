@@ -216,22 +216,30 @@ def run_checks(
         else Check("disk", ERROR, f"only {free_gb:.1f} GB free for {graph}, a cluster needs {MIN_FREE_GB:.0f}", "free space or move podman's graphroot to a larger local disk")
     )
     if node_image and checks[0].status == OK:
-        present = proc.run([podman, "image", "exists", node_image], check=False).ok
-        if present:
-            checks.append(Check("node image", OK, f"{node_image} present"))
-        elif node_image_archive and os.path.isfile(node_image_archive):
-            checks.append(Check("node image", OK, f"{node_image} will be loaded from {node_image_archive}"))
-        else:
-            checks.append(
-                Check(
-                    "node image",
-                    ERROR,
-                    f"{node_image} is not in podman and no archive is available"
-                    + (f" ({node_image_archive} missing)" if node_image_archive else ""),
-                    "build it with setup/node-image/build.sh, or set node_image_archive to its `podman save` tar",
-                )
-            )
+        checks.append(image_check(node_image_state(podman, node_image, node_image_archive), node_image, node_image_archive))
     return checks
+
+
+def node_image_state(podman: str, image: str, archive: str | None) -> str:
+    """"present", "archive" (loadable from it), "pull" (no archive: kind pulls it,
+    for sites with registry access) or "no-archive" (the configured archive is missing)."""
+    if proc.run([podman, "image", "exists", image], check=False).ok:
+        return "present"
+    if not archive:
+        return "pull"
+    return "archive" if os.path.isfile(archive) else "no-archive"
+
+
+def image_check(state: str, image: str, archive: str | None) -> Check:
+    if state == "present":
+        return Check("node image", OK, f"{image} present")
+    if state == "archive":
+        return Check("node image", OK, f"{image} will be loaded from {archive}")
+    if state == "pull":
+        return Check("node image", WARN, f"{image} is not in podman: kind will pull it, which needs registry access",
+                     "without a registry, build it with setup/node-image/build.sh or set node_image_archive")
+    return Check("node image", ERROR, f"{image} is not in podman and its archive {archive} does not exist",
+                 "copy the archive to this node or fix node_image_archive (setup/node-image/build.sh makes one)")
 
 
 def errors(checks: list[Check]) -> list[Check]:
