@@ -233,3 +233,23 @@ def teardown_cluster(c: KindCluster, host_sysctls: HostSysctls | None):
             host_sysctls.restore()
 
 
+def job(name: str, script: str, image: str = BUSYBOX_IMAGE, extra_spec: str = "") -> str:
+    """A one-shot busybox Job; `extra_spec` is pod-spec YAML indented by six spaces."""
+    return f"""
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+  backoffLimit: 0
+  activeDeadlineSeconds: 150
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+{extra_spec}      containers:
+      - name: main
+        image: {image}
+        imagePullPolicy: Never
+        command: ["/bin/sh", "-c", {json.dumps(script)}]
+"""

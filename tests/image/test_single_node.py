@@ -4,30 +4,9 @@ import time
 
 import pytest
 
-from kindharness import BUSYBOX_ARCHIVE, BUSYBOX_IMAGE, PYTHON_ARCHIVE, PYTHON_IMAGE
+from kindharness import BUSYBOX_ARCHIVE, PYTHON_ARCHIVE, PYTHON_IMAGE, job
 
 pytestmark = pytest.mark.cluster
-
-
-def job(name, script, image=BUSYBOX_IMAGE, extra_spec=""):
-    return f"""
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: {name}
-spec:
-  backoffLimit: 0
-  activeDeadlineSeconds: 150
-  template:
-    spec:
-      restartPolicy: Never
-      terminationGracePeriodSeconds: 1
-{extra_spec}      containers:
-      - name: main
-        image: {image}
-        imagePullPolicy: Never
-        command: ["/bin/sh", "-c", {json.dumps(script)}]
-"""
 
 
 def test_node_ready(one_node_cluster):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from kindharness import BUSYBOX_ARCHIVE, BUSYBOX_IMAGE, make_cluster, run
+from kindharness import BUSYBOX_ARCHIVE, BUSYBOX_IMAGE, job, make_cluster, run
 
 pytestmark = pytest.mark.cluster
 
@@ -41,25 +41,11 @@ spec:
         web_ip = c.kubectl("get", "pod", "web", "-o", "jsonpath={.status.podIP}").stdout.strip()
         assert web_ip
         # a Job pinned to the worker fetches it by pod IP
-        c.apply(f"""
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: fetch
-spec:
-  backoffLimit: 0
-  activeDeadlineSeconds: 150
-  template:
-    spec:
-      restartPolicy: Never
-      nodeSelector:
-        kubernetes.io/hostname: {worker}
-      containers:
-      - name: main
-        image: {BUSYBOX_IMAGE}
-        imagePullPolicy: Never
-        command: ["/bin/sh", "-c", "for i in 1 2 3 4 5; do timeout 5 wget -q -O - http://{web_ip}:8080/ && exit 0; sleep 1; done; exit 1"]
-""")
+        c.apply(job(
+            "fetch",
+            f"for i in 1 2 3 4 5; do timeout 5 wget -q -O - http://{web_ip}:8080/ && exit 0; sleep 1; done; exit 1",
+            extra_spec=f"      nodeSelector:\n        kubernetes.io/hostname: {worker}\n",
+        ))
         logs = c.wait_job("fetch")
         assert "served-by-web" in logs
         pod_node = c.kubectl("get", "pods", "-l", "job-name=fetch",
