@@ -29,6 +29,7 @@ class Record:
     job_dir: str
     prefix: str = ""
     job_id: str | None = None
+    step_id: str | None = None  # the srun step an inline run lives in (cancel signals only that)
     cluster: str | None = None
     node: str | None = None
     kubeconfig: str | None = None
