@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kindslurm import hostsysctl, paths, proc
-from kindslurm.errors import PreflightError
+from kindslurm.errors import ClusterExistsError, PreflightError
 from kindslurm.preflight import ERROR, OK, Check
 
 PER_NODE = {
@@ -122,15 +122,41 @@ def check(nodes: int, storage: str = "/var/lib/containers/storage", booting: int
     return checks
 
 
-def write_marker(marker: Path, nodes: int, booting: bool) -> None:
-    """The creation marker: whose cluster this is (gc) and whether it still boots."""
+def write_marker(marker: Path, nodes: int, booting: bool, owner: dict[str, Any] | None = None) -> None:
+    """The creation marker: whose cluster this is (gc reads job_id, run_id,
+    kubeconfig and state_dir from it, even when it cannot see the record) and
+    whether it still boots."""
     pid = os.getpid()
-    data = {"pid": pid, "start": proc.start_time(pid), "time": time.time(), "nodes": nodes, "booting": booting}
+    try:
+        old = json.loads(marker.read_text()) if owner is None else {}
+    except (OSError, ValueError):
+        old = {}
+    data = {**old, **(owner or {}), "pid": pid, "start": proc.start_time(pid), "time": time.time(),
+            "nodes": nodes, "booting": booting}
     paths.ensure_private_dir(marker.parent)
     paths.write_private(marker, json.dumps(data))
 
 
-def reserve(marker: Path, nodes: int) -> None:
+def claim(marker: Path) -> None:
+    """Take the cluster name on this node, atomically: two runs can never both
+    think a cluster is theirs (and delete it on failure)."""
+    paths.ensure_private_dir(marker.parent)
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        try:
+            data = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            data = {}
+        if proc.alive(int(data.get("pid") or 0), data.get("start")):
+            raise ClusterExistsError(
+                f"cluster name {marker.name} is in use by pid {data.get('pid')} on this node: pick another --name"
+            ) from None
+        return  # a dead run's marker: the name is free unless its containers remain (checked at create)
+    os.close(fd)
+
+
+def reserve(marker: Path, nodes: int, owner: dict[str, Any] | None = None) -> None:
     """Check capacity and claim it in one step, so jobs starting in the same
     second cannot all see the same free resources."""
     from kindslurm.kind_podman import local_lock
@@ -138,6 +164,8 @@ def reserve(marker: Path, nodes: int) -> None:
     with local_lock("capacity"):
         booting = 0
         for m in paths.markers_dir().glob("*") if paths.markers_dir().is_dir() else []:
+            if m.name == marker.name:
+                continue
             try:
                 data = json.loads(m.read_text())
             except (OSError, ValueError):
@@ -148,7 +176,7 @@ def reserve(marker: Path, nodes: int) -> None:
             if c.status != OK:
                 raise PreflightError(c.line)
         hostsysctl.record()
-        write_marker(marker, nodes, booting=True)
+        write_marker(marker, nodes, booting=True, owner=owner)
 
 
 def release(provider: Any) -> dict[str, str]:

@@ -11,6 +11,7 @@ from kindslurm import exitcodes
 
 class KindslurmError(Exception):
     exit_code = exitcodes.INTERNAL
+    retryable = False  # whether the same call may succeed later (a timeout, a full node)
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(message)
@@ -36,6 +37,10 @@ class ClusterCreateError(KindslurmError):
     exit_code = exitcodes.CLUSTER_CREATE
 
 
+class ClusterExistsError(ClusterCreateError):
+    """The name is taken on this node: nothing was created, so nothing may be deleted."""
+
+
 class ApplyError(KindslurmError):
     exit_code = exitcodes.APPLY
 
@@ -49,3 +54,14 @@ class CommandError(KindslurmError):
         self.argv = argv
         self.returncode = returncode
         self.output = output
+
+
+class CommandTimeout(KindslurmError):
+    """A tool did not finish in time and was killed: its outcome is unknown."""
+
+    retryable = True
+
+    def __init__(self, argv: list[str], timeout: float) -> None:
+        super().__init__(f"`{' '.join(argv)}` did not finish in {timeout:.0f}s and was stopped: retry, or check the tool")
+        self.argv = argv
+        self.timeout = timeout

@@ -15,6 +15,7 @@ APPLY = 72  # a manifest could not be applied
 WORKLOAD_TIMEOUT = 73  # --timeout expired before the workload finished
 TIME_LIMIT = 74  # Slurm's time limit warning arrived; torn down in time
 INTERNAL = 75  # unexpected error in kindslurm itself
+TEARDOWN_INCOMPLETE = 76  # the workload succeeded but teardown left something behind (kindslurm gc removes it)
 INTERRUPTED = 130  # SIGINT
 CANCELLED = 143  # SIGTERM (scancel)
 
@@ -29,6 +30,7 @@ DESCRIPTIONS: dict[int, str] = {
     WORKLOAD_TIMEOUT: "workload timeout (--timeout) expired",
     TIME_LIMIT: "Slurm time limit reached",
     INTERNAL: "internal error",
+    TEARDOWN_INCOMPLETE: "teardown left resources behind: run `kindslurm gc`",
     INTERRUPTED: "interrupted (SIGINT)",
     CANCELLED: "cancelled (SIGTERM)",
 }

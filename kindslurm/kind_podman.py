@@ -14,14 +14,23 @@ import fcntl
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import IO, Iterator
 
 from kindslurm import paths, proc
-from kindslurm.errors import ClusterCreateError, CommandError, PreflightError
+from kindslurm.errors import (
+    ClusterCreateError,
+    ClusterExistsError,
+    CommandError,
+    CommandTimeout,
+    KindslurmError,
+    PreflightError,
+)
 from kindslurm.provider import CLUSTER_LABEL, ROLE_LABEL, ClusterResources, NodeContainer
 
 KIND_NETWORK = "kind"
+CREATE_TIMEOUT = 600.0  # kind's own --wait is only a warning: a hung create must end too
 # kind labels each node's /var volume with the key `<node name>=true`
 _NODE_VOLUME = re.compile(r"^(.+)-(control-plane\d*|worker\d*|external-load-balancer)$")
 
@@ -30,7 +39,7 @@ _NODE_VOLUME = re.compile(r"^(.+)-(control-plane\d*|worker\d*|external-load-bala
 def local_lock(name: str, mode: int = fcntl.LOCK_EX) -> Iterator[bool]:
     """A flock on node-local disk, per user; yields False if LOCK_NB could not get it."""
     path = paths.ensure_private_dir(paths.runtime_dir()) / f"{name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         try:
             fcntl.flock(fd, mode)
@@ -49,52 +58,86 @@ class KindPodman:
         self.env = {"KIND_EXPERIMENTAL_PROVIDER": "podman"}
 
     # -- lifecycle -------------------------------------------------------
-    def create(self, name: str, config: str, kubeconfig: Path, image: str | None, log: IO[str]) -> None:
+    def create(self, name: str, config: str, kubeconfig: Path, image: str | None, log: IO[str],
+               timeout: float = CREATE_TIMEOUT) -> None:
+        """Raises ClusterExistsError, having touched nothing, if the name is taken on this node."""
         argv = [self.kind, "create", "cluster", "--name", name, "--config", "-", "--kubeconfig", str(kubeconfig)]
         if image:
             argv += ["--image", image]
         paths.ensure_private_dir(kubeconfig.parent)
-        # Creates share the network lock; the first create (which makes the
-        # network) and the removal of an unused network take it alone.
-        mode = fcntl.LOCK_SH if self.network_exists() else fcntl.LOCK_EX
-        with local_lock("kind-network", mode):
+        with self._network_lock():
+            if name in self.clusters():
+                raise ClusterExistsError(
+                    f"a cluster named {name} already exists on this node and is not this run's: "
+                    "pick another --name, or `kindslurm gc` if it is a leftover"
+                )
             try:
-                proc.run(argv, env=self.env, input=config, log=log)
+                proc.run(argv, env=self.env, input=config, log=log, timeout=timeout)
             except CommandError as e:
                 raise ClusterCreateError(f"kind create cluster failed (exit {e.returncode}): see {log.name}") from None
+            except CommandTimeout:
+                raise ClusterCreateError(f"kind create cluster did not finish in {timeout:.0f}s: see {log.name}") from None
         if kubeconfig.exists():
             kubeconfig.chmod(0o600)
 
-    def delete(self, name: str, kubeconfig: Path | None = None) -> list[str]:
-        """Remove every trace of the cluster; returns what could not be removed."""
-        ids = self._ids(["ps", "-a", "-q", "--filter", f"label={CLUSTER_LABEL}={name}"])
-        if ids:
-            proc.run([self.podman, "kill", *ids], check=False)
-        argv = [self.kind, "delete", "cluster", "--name", name]
-        if kubeconfig is not None:
-            argv += ["--kubeconfig", str(kubeconfig)]
-        proc.run(argv, env=self.env, check=False)
-        left = self.remove_many([name])
+    @contextlib.contextmanager
+    def _network_lock(self) -> Iterator[None]:
+        """Creates share the lock; the first create (which makes the shared
+        network) and the removal of an unused network take it alone. The mode is
+        decided again under the lock: the network can go between look and lock."""
+        mode = fcntl.LOCK_SH if self.network_exists() else fcntl.LOCK_EX
+        while True:
+            with local_lock("kind-network", mode):
+                if mode == fcntl.LOCK_SH and not self.network_exists():
+                    mode = fcntl.LOCK_EX  # removed meanwhile: this create makes it again, alone
+                    continue
+                yield
+                return
+
+    def delete(self, name: str, kubeconfig: Path | None = None, timeout: float = 60.0) -> list[str]:
+        """Remove every trace of the cluster within `timeout`; returns what could not be removed."""
+        deadline = time.monotonic() + timeout
+
+        def left(cap: float) -> float:
+            return max(1.0, min(cap, deadline - time.monotonic()))
+
+        try:
+            ids = self._ids(["ps", "-a", "-q", "--filter", f"label={CLUSTER_LABEL}={name}"], timeout=left(15))
+            if ids:
+                proc.run([self.podman, "kill", *ids], check=False, timeout=left(15))
+            argv = [self.kind, "delete", "cluster", "--name", name]
+            if kubeconfig is not None:
+                argv += ["--kubeconfig", str(kubeconfig)]
+            proc.run(argv, env=self.env, check=False, timeout=left(40))
+        except KindslurmError:
+            pass  # a hung kill or delete: the forced removal below still runs
+        try:
+            left_over = self.remove_many([name], timeout=left(30))
+        except KindslurmError as e:
+            left_over = [f"{name}: {e}"]
         if kubeconfig is not None:
             kubeconfig.unlink(missing_ok=True)
             Path(f"{kubeconfig}.lock").unlink(missing_ok=True)
-        self.remove_unused_network()
-        return left
+        try:
+            self.remove_unused_network(timeout=left(10))
+        except KindslurmError:
+            pass  # the network is shared and harmless; gc removes it later
+        return left_over
 
-    def remove_many(self, names: list[str]) -> list[str]:
+    def remove_many(self, names: list[str], timeout: float = 120.0) -> list[str]:
         """Force-remove the containers and volumes of many clusters in two podman calls
         (gc's path: one `kind delete` per cluster is far slower)."""
-        found = self.clusters()
+        found = self.clusters(timeout=timeout)
         targets = [found[n] for n in names if n in found]
         containers = [c.name for t in targets for c in t.containers]
         volumes = [v for t in targets for v in t.volumes]
         if containers:
-            proc.run([self.podman, "rm", "-f", "-t", "0", "-v", *containers], check=False)
+            proc.run([self.podman, "rm", "-f", "-t", "0", "-v", *containers], check=False, timeout=timeout)
         if volumes:
-            proc.run([self.podman, "volume", "rm", "-f", *volumes], check=False)
+            proc.run([self.podman, "volume", "rm", "-f", *volumes], check=False, timeout=timeout)
         if not targets:
             return []
-        after = self.clusters()
+        after = self.clusters(timeout=timeout)
         failed = []
         for n in names:
             res = after.get(n)
@@ -103,22 +146,22 @@ class KindPodman:
                 failed += [f"{n}: volume {v}" for v in res.volumes]
         return failed
 
-    def remove_unused_network(self) -> bool:
+    def remove_unused_network(self, timeout: float = 30.0) -> bool:
         """Drop the shared `kind` network once no container uses it and no create is running."""
         with local_lock("kind-network", fcntl.LOCK_EX | fcntl.LOCK_NB) as got:
             if not got or not self.network_exists():
                 return False
-            if self._ids(["ps", "-a", "-q", "--filter", f"network={KIND_NETWORK}"]):
+            if self._ids(["ps", "-a", "-q", "--filter", f"network={KIND_NETWORK}"], timeout=timeout):
                 return False
-            return proc.run([self.podman, "network", "rm", KIND_NETWORK], check=False).ok
+            return proc.run([self.podman, "network", "rm", KIND_NETWORK], check=False, timeout=timeout).ok
 
-    def _ids(self, args: list[str]) -> list[str]:
-        res = proc.run([self.podman, *args], check=False)
+    def _ids(self, args: list[str], timeout: float = 30.0) -> list[str]:
+        res = proc.run([self.podman, *args], check=False, timeout=timeout)
         return res.stdout.split() if res.ok else []
 
     # -- discovery -------------------------------------------------------
-    def clusters(self) -> dict[str, ClusterResources]:
-        res = proc.run([self.podman, "ps", "-a", "--format", "json", "--filter", f"label={CLUSTER_LABEL}"])
+    def clusters(self, timeout: float = 60.0) -> dict[str, ClusterResources]:
+        res = proc.run([self.podman, "ps", "-a", "--format", "json", "--filter", f"label={CLUSTER_LABEL}"], timeout=timeout)
         found: dict[str, ClusterResources] = {}
         for c in json.loads(res.stdout or "[]"):
             labels = c.get("Labels") or {}
@@ -135,7 +178,7 @@ class KindPodman:
                     created=float(c.get("Created") or 0),
                 )
             )
-        vres = proc.run([self.podman, "volume", "ls", "--format", "json"], check=False)
+        vres = proc.run([self.podman, "volume", "ls", "--format", "json"], check=False, timeout=timeout)
         for v in json.loads(vres.stdout or "[]") if vres.ok else []:
             for key, value in (v.get("Labels") or {}).items():
                 m = _NODE_VOLUME.match(key)
@@ -144,7 +187,7 @@ class KindPodman:
         return found
 
     def network_exists(self) -> bool:
-        return proc.run([self.podman, "network", "exists", KIND_NETWORK], check=False).ok
+        return proc.run([self.podman, "network", "exists", KIND_NETWORK], check=False, timeout=30).ok
 
     # -- images and resources -------------------------------------------
     def image_exists(self, image: str) -> bool:
@@ -163,7 +206,7 @@ class KindPodman:
         with local_lock("node-image"):
             if not self.image_exists(image):
                 try:
-                    proc.run([self.podman, "load", "-q", "-i", archive])
+                    proc.run([self.podman, "load", "-q", "-i", archive], timeout=900)
                 except CommandError:
                     raise PreflightError(f"podman cannot load {archive}: replace it with a `podman save` archive of {image}") from None
         if not self.image_exists(image):
@@ -171,7 +214,21 @@ class KindPodman:
         return state
 
     def load_archive(self, name: str, archive: str, log: IO[str]) -> None:
-        proc.run([self.kind, "load", "image-archive", archive, "--name", name], env=self.env, log=log)
+        proc.run([self.kind, "load", "image-archive", archive, "--name", name], env=self.env, log=log, timeout=600)
+
+    def node_pod_log(self, name: str, namespace: str, pod: str, container: str, timeout: float = 10.0) -> str | None:
+        """A container's log from the kubelet's own files in the nodes, for when
+        the API can no longer serve it (the container was removed first)."""
+        from kindslurm.kube import parse_cri_log
+
+        found = self.clusters(timeout=timeout).get(name)
+        script = 'cat /var/log/pods/"$1"_"$2"_*/"$3"/*.log 2>/dev/null'
+        for node in found.containers if found else []:
+            res = proc.run([self.podman, "exec", node.name, "sh", "-c", script, "sh", namespace, pod, container],
+                           check=False, timeout=timeout)
+            if res.ok and res.stdout:
+                return parse_cri_log(res.stdout)
+        return None
 
     def limit_resources(self, name: str, cpuset: str | None, cpus: int | None, mem_mb: int | None) -> dict[str, dict]:
         """Keep node containers inside the Slurm allocation (they run outside its
@@ -189,8 +246,8 @@ class KindPodman:
             per_node = max(512, mem_mb // len(nodes))
             argv += ["--memory", f"{per_node}m", "--memory-swap", f"{per_node}m"]
         for node in nodes if argv else []:
-            proc.run([self.podman, "update", *argv, node])
-        res = proc.run([self.podman, "inspect", "--format", "json", *nodes], check=False)
+            proc.run([self.podman, "update", *argv, node], timeout=60)
+        res = proc.run([self.podman, "inspect", "--format", "json", *nodes], check=False, timeout=60)
         from kindslurm import cgroups
 
         applied = {}

@@ -7,6 +7,7 @@ must stay fast. API errors are mapped to kindslurm errors here, once.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kindslurm.errors import ApplyError, KindslurmError
 
 FIELD_MANAGER = "kindslurm"
+UNREADABLE = "unable to retrieve container logs"  # what the kubelet says once a container is gone
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "local-path-storage")
 _ORDER = {
     "CustomResourceDefinition": 0,
@@ -74,6 +76,7 @@ class Kube:
         self.core = client.CoreV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)
         self._dynamic: DynamicClient | None = None
+        self.unreadable: set[Path] = set()  # saved logs that hold an error, not the container's lines
 
     # -- readiness --------------------------------------------------------
     def wait_api(self, timeout: float = 120.0) -> None:
@@ -179,27 +182,46 @@ class Kube:
             time.sleep(1)
 
     # -- harvest ----------------------------------------------------------
-    def save_pod_logs(self, dest: Path) -> int:
-        """Every container's log of every pod, as pods/<namespace>/<pod>/<container>.log."""
+    def save_pod_logs(self, dest: Path, timeout: float = 20.0) -> int:
+        """Every container's log of every pod, as pods/<namespace>/<pod>/<container>.log.
+
+        A log that cannot be read (its container is gone) never replaces one
+        saved earlier; the file is then listed in `unreadable` for the node fallback.
+        """
         count = 0
-        for pod in self.core.list_pod_for_all_namespaces(_request_timeout=20).items:
+        deadline = time.monotonic() + timeout
+        for pod in self.core.list_pod_for_all_namespaces(_request_timeout=_left(deadline)).items:
             spec = pod.spec
             containers = [c.name for c in (spec.init_containers or [])] + [c.name for c in spec.containers]
             for name in containers:
-                out = dest / pod.metadata.namespace / pod.metadata.name / f"{name}.log"
+                out = log_path(dest, pod.metadata.namespace, pod.metadata.name, name)
+                if time.monotonic() >= deadline:
+                    self._keep(out, "(no log: out of time for log collection)\n", failed=True)
+                    continue
                 try:
                     text = self.core.read_namespaced_pod_log(
-                        pod.metadata.name, pod.metadata.namespace, container=name, _request_timeout=20
+                        pod.metadata.name, pod.metadata.namespace, container=name, _request_timeout=_left(deadline)
                     )
+                    self._keep(out, text, failed=text.startswith(UNREADABLE))
                 except ApiException as e:
-                    text = f"(no log: {_api_message(e)})\n"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(text)
+                    self._keep(out, f"(no log: {_api_message(e)})\n", failed=True)
+                except Exception as e:  # a timeout or a dropped connection
+                    self._keep(out, f"(no log: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__})\n", failed=True)
                 count += 1
         return count
 
-    def save_events(self, dest: Path) -> int:
-        events = self.core.list_event_for_all_namespaces(_request_timeout=20).items
+    def _keep(self, out: Path, text: str, *, failed: bool) -> None:
+        if failed:
+            if out.exists() and out.stat().st_size and out not in self.unreadable:
+                return  # an earlier read (or the stream) got the real lines
+            self.unreadable.add(out)
+        else:
+            self.unreadable.discard(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+    def save_events(self, dest: Path, timeout: float = 20.0) -> int:
+        events = self.core.list_event_for_all_namespaces(_request_timeout=max(1.0, timeout)).items
 
         def when(e: Any) -> float:
             t = e.last_timestamp or e.event_time or e.first_timestamp or e.metadata.creation_timestamp
@@ -213,42 +235,81 @@ class Kube:
         dest.write_text("\n".join(lines) + "\n")
         return len(events)
 
-    def workload_pods(self) -> list[tuple[str, str]]:
-        pods = self.core.list_pod_for_all_namespaces(_request_timeout=10).items
-        return [(p.metadata.namespace, p.metadata.name) for p in pods if p.metadata.namespace not in SYSTEM_NAMESPACES]
+    def workload_pods(self, timeout: float = 10.0) -> list[Any]:
+        pods = self.core.list_pod_for_all_namespaces(_request_timeout=max(1.0, timeout)).items
+        return [p for p in pods if p.metadata.namespace not in SYSTEM_NAMESPACES]
+
+    def follow(self, ns: str, pod: str, container: str, out: Path, budget: float) -> threading.Thread:
+        """Stream a container's log into `out` from its first line until it exits,
+        so lines printed while it is being stopped are kept even if the container
+        is removed before anyone could read its log again."""
+
+        def pump() -> None:
+            try:
+                resp = self.core.read_namespaced_pod_log(
+                    pod, ns, container=container, follow=True, _preload_content=False,
+                    _request_timeout=(5, max(1.0, budget)),
+                )
+            except Exception:
+                return
+            first = b""
+            f = None
+            try:
+                for chunk in resp.stream(4096):
+                    if f is None:
+                        first += chunk
+                        if len(first) < len(UNREADABLE) and UNREADABLE.encode().startswith(first):
+                            continue
+                        if first.startswith(UNREADABLE.encode()):
+                            return
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        f = open(out, "wb")
+                        chunk = first
+                    f.write(chunk)
+                    f.flush()
+                    self.unreadable.discard(out)
+            except Exception:
+                pass  # the stream ends when the container or the budget does
+            finally:
+                if f is not None:
+                    f.close()
+                resp.release_conn()
+
+        t = threading.Thread(target=pump, daemon=True, name=f"log-{ns}/{pod}/{container}")
+        t.start()
+        return t
 
     def terminate_workload(self, logs: Path, budget: float) -> list[str]:
         """Delete workload pods with their grace period (preStop and SIGTERM reach them),
-        re-reading their logs until they are gone so the final lines are kept."""
-        self._orphan_controllers()
-        pods = self.workload_pods()
-        for ns, name in pods:
+        streaming each container's log meanwhile so the final lines are kept."""
+        deadline = time.monotonic() + budget
+        self._orphan_controllers(timeout=min(10.0, budget / 4))
+        pods = self.workload_pods(timeout=_left(deadline, 10.0))
+        streams = []
+        for p in pods:
+            for c in p.spec.containers:
+                out = log_path(logs, p.metadata.namespace, p.metadata.name, c.name)
+                streams.append(self.follow(p.metadata.namespace, p.metadata.name, c.name, out, _left(deadline)))
+        for p in pods:
             try:
-                self.core.delete_namespaced_pod(name, ns, _request_timeout=10)
+                self.core.delete_namespaced_pod(p.metadata.name, p.metadata.namespace, _request_timeout=_left(deadline, 10.0))
             except ApiException:
                 pass
-        deadline = time.monotonic() + budget
-        remaining = set(pods)
+        remaining = {(p.metadata.namespace, p.metadata.name) for p in pods}
         while remaining and time.monotonic() < deadline:
             for ns, name in list(remaining):
                 try:
-                    pod = self.core.read_namespaced_pod(name, ns, _request_timeout=5)
+                    self.core.read_namespaced_pod(name, ns, _request_timeout=_left(deadline, 5.0))
                 except ApiException:
                     remaining.discard((ns, name))
-                    continue
-                for c in pod.spec.containers:
-                    try:
-                        text = self.core.read_namespaced_pod_log(name, ns, container=c.name, _request_timeout=5)
-                    except ApiException:
-                        continue
-                    out = logs / ns / name / f"{c.name}.log"
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_text(text)
+                except Exception:
+                    break
             time.sleep(0.5)
-        return [f"{ns}/{name}" for ns, name in pods]
+        for t in streams:
+            t.join(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+        return [f"{p.metadata.namespace}/{p.metadata.name}" for p in pods]
 
-
-    def _orphan_controllers(self) -> None:
+    def _orphan_controllers(self, timeout: float = 10.0) -> None:
         """Remove Jobs and workload controllers but keep their pods, so nothing
         recreates the pods we are about to stop."""
         apps = client.AppsV1Api(self.api)
@@ -262,16 +323,38 @@ class Kube:
         )
         for lister, deleter in kinds:
             try:
-                items = lister(_request_timeout=10).items
-            except ApiException:
+                items = lister(_request_timeout=max(1.0, timeout)).items
+            except Exception:
                 continue
             for obj in items:
                 if obj.metadata.namespace in SYSTEM_NAMESPACES:
                     continue
                 try:
-                    deleter(obj.metadata.name, obj.metadata.namespace, body=body, _request_timeout=10)
-                except ApiException:
+                    deleter(obj.metadata.name, obj.metadata.namespace, body=body, _request_timeout=max(1.0, timeout))
+                except Exception:
                     pass
+
+
+def log_path(dest: Path, ns: str, pod: str, container: str) -> Path:
+    return dest / ns / pod / f"{container}.log"
+
+
+def _left(deadline: float, cap: float | None = None) -> float:
+    """A request timeout: what is left of the budget, at least a second."""
+    left = max(1.0, deadline - time.monotonic())
+    return min(left, cap) if cap else left
+
+
+def parse_cri_log(text: str) -> str:
+    """The lines of a kubelet log file (`<time> <stream> <P|F> <line>`, P = partial)."""
+    out: list[str] = []
+    for raw in text.splitlines():
+        parts = raw.split(" ", 3)
+        if len(parts) < 3 or parts[1] not in ("stdout", "stderr"):
+            continue
+        tag, line = parts[2], parts[3] if len(parts) == 4 else ""
+        out.append(line if tag.startswith("P") else line + "\n")
+    return "".join(out)
 
 
 def _api_message(e: ApiException) -> str:

@@ -14,25 +14,29 @@ import signal
 import subprocess
 from pathlib import Path
 
-from kindslurm import exitcodes, paths, render, state
+from kindslurm import exitcodes, paths, proc, render, state
 from kindslurm.config import Config
-from kindslurm.errors import KindslurmError
+from kindslurm.errors import CommandTimeout, KindslurmError, SchedulerError
 from kindslurm.paths import JobPaths
 from kindslurm.slurm import Slurm
 from kindslurm.spec import JobSpec
 
 
-def prepare(spec: JobSpec, cfg: Config) -> tuple[JobPaths, str]:
-    """Create the job directory with the spec and the rendered batch script."""
+def prepare(spec: JobSpec, cfg: Config) -> tuple[JobPaths, JobSpec]:
+    """Create the job directory with copies of the inputs, the spec and the
+    rendered batch script; returns the spec that points at the copies."""
+    from kindslurm.spec import stage_inputs
+
     job = JobPaths(Path(spec.job_dir))
     script = render.render(spec, cfg.template, render.kindslurm_command(cfg.kindslurm_command))
     paths.ensure_private_dir(job.root)
+    spec = stage_inputs(spec)
     job.spec.write_text(spec.to_json())
     job.batch_script.write_text(script)
     job.batch_script.chmod(0o700)
     state.save(state.Record(run_id=spec.run_id, mode=spec.mode, user=spec.user, job_dir=spec.job_dir,
                             prefix=spec.prefix, phase="submitted"))
-    return job, script
+    return job, spec
 
 
 def _undo(spec: JobSpec) -> None:
@@ -40,15 +44,46 @@ def _undo(spec: JobSpec) -> None:
     shutil.rmtree(spec.job_dir, ignore_errors=True)
 
 
+def submit_comment(run_id: str) -> str:
+    """Tags the job so a submission whose answer was lost can be found again."""
+    return f"kindslurm-run:{run_id}"
+
+
 def submit_batch(spec: JobSpec, cfg: Config, slurm: Slurm) -> str:
-    job, _ = prepare(spec, cfg)
+    job, spec = prepare(spec, cfg)
     try:
-        job_id = slurm.submit(str(job.batch_script))
+        job_id = slurm.submit(str(job.batch_script), extra=[f"--comment={submit_comment(spec.run_id)}"])
+    except CommandTimeout:
+        # slurmctld may have queued the job all the same: never drop its directory then
+        found = find_submitted(slurm, spec.run_id)
+        if found is None:
+            state.update(spec.run_id, phase="unknown", reason="sbatch did not answer")
+            raise SchedulerError(
+                f"sbatch did not answer and no job tagged {submit_comment(spec.run_id)} is queued yet: "
+                f"check `squeue --me` in a minute; the job directory {spec.job_dir} was kept"
+            ) from None
+        job_id = found
     except BaseException:
         _undo(spec)
         raise
     state.update(spec.run_id, job_id=job_id)
     return job_id
+
+
+def find_submitted(slurm: Slurm, run_id: str) -> str | None:
+    """The job a lost sbatch answer belongs to, by the comment submit_batch set."""
+    import getpass
+
+    try:
+        res = proc.run([slurm._t("squeue"), "-h", "-u", getpass.getuser(), "-t", "all", "-o", "%i|%k"],
+                       check=False, timeout=30)
+    except KindslurmError:
+        return None
+    for line in res.stdout.splitlines() if res.ok else []:
+        job_id, _, comment = line.partition("|")
+        if comment.strip() == submit_comment(run_id):
+            return job_id.strip()
+    return None
 
 
 def srun_command(spec: JobSpec, cfg: Config, slurm: Slurm) -> list[str]:
@@ -62,7 +97,7 @@ def srun_command(spec: JobSpec, cfg: Config, slurm: Slurm) -> list[str]:
 
 
 def run_srun(spec: JobSpec, cfg: Config, slurm: Slurm) -> int:
-    job, _ = prepare(spec, cfg)
+    job, spec = prepare(spec, cfg)
     argv = srun_command(spec, cfg, slurm)
     # srun forwards Ctrl-C to the step itself; we only wait for it.
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -84,7 +119,7 @@ def run_here(spec: JobSpec, cfg: Config) -> int:
     """--local, or inside an allocation: the node side in this very process."""
     from kindslurm.lifecycle import Lifecycle
 
-    prepare(spec, cfg)
+    _, spec = prepare(spec, cfg)
     return Lifecycle(spec).run()
 
 
@@ -95,5 +130,19 @@ def node_run(spec_path: str) -> int:
     return Lifecycle(spec).run()
 
 
-def in_allocation() -> bool:
-    return bool(os.environ.get("SLURM_JOB_ID"))
+def placement(force_submit: bool = False) -> str:
+    """sbatch from outside an allocation; inside one, right here on a node of
+    it, or through srun from a host that is not one of its nodes (an salloc
+    shell on a login node), never booting on the login node."""
+    from kindslurm import allocation
+
+    where = None if force_submit else allocation.placement()
+    if where == "srun":
+        alloc = allocation.current()
+        assert alloc is not None
+        import socket
+        import sys
+
+        print(f"kindslurm: {socket.gethostname()} is not a node of job {alloc.job_id} "
+              f"({', '.join(alloc.nodes) or 'no node list'}): running it there with srun", file=sys.stderr)
+    return where or "sbatch"

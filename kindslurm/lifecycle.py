@@ -18,15 +18,18 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from kindslurm import exitcodes, naming, paths, preflight, proc, state
-from kindslurm.errors import CommandError, KindslurmError, PreflightError
+from kindslurm.errors import ClusterExistsError, CommandError, KindslurmError, PreflightError
 from kindslurm.kind_podman import KindPodman
 from kindslurm.paths import JobPaths
 from kindslurm.spec import JobSpec
 
-TEARDOWN_RESERVE = 20  # seconds kept for harvest and teardown after a time-limit warning
+DELETE_RESERVE = 12.0  # seconds of the teardown budget kept for deleting the cluster (measured 3.5-6 s)
+HARVEST_RESERVE = 6.0  # and for saving logs and events after a time-limit warning
+MARGIN = 3.0  # seconds before Slurm's next signal that teardown aims to be done
+IDLE_BUDGET = 120.0  # teardown budget when no signal set a deadline
 
 
 class Interrupt(BaseException):
@@ -51,16 +54,70 @@ def _warm_import() -> None:
         pass  # the real import later reports it
 
 
-def cluster_name_for(spec: JobSpec, environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
-    job_id = environ.get("SLURM_JOB_ID")
-    if spec.mode != "local" and job_id:
-        step = environ.get("SLURM_STEP_ID") if spec.mode == "srun" or "SLURM_STEP_ID" in environ else None
-        return naming.slurm_cluster_name(spec.prefix, job_id, step)
-    return naming.local_cluster_name(spec.prefix)
+def cluster_name_for(spec: JobSpec, environ: Mapping[str, str] = os.environ) -> str:
+    """sbatch runs are alone in their job: `<prefix>-<job>`. Runs inside an
+    allocation (inline, srun) may share it with other runs, so their names also
+    carry the step, the task and a piece of the run id."""
+    from kindslurm import allocation
+
+    alloc = allocation.current(environ)
+    if spec.mode == "local" or alloc is None:
+        return naming.local_cluster_name(spec.prefix)
+    if spec.mode == "sbatch":
+        return naming.slurm_cluster_name(spec.prefix, alloc.job_id)
+    return naming.allocation_cluster_name(spec.prefix, alloc.job_id, spec.run_id, alloc.step_id, alloc.proc_id)
+
+
+class Teardown:
+    """The teardown's time budget, set by what ended the run: a time-limit
+    warning leaves `warning_seconds` before Slurm signals every process of the
+    job, a cancel leaves KillWait before SIGKILL, a normal end the job's own end
+    time. Harvest gets what is left after the delete's share is reserved."""
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+
+    def start(self, seconds: float) -> None:
+        end = time.monotonic() + max(5.0, seconds - MARGIN)
+        self.deadline = end if self.deadline is None else min(self.deadline, end)
+
+    def start_default(self, environ: Mapping[str, str] = os.environ) -> None:
+        if self.deadline is not None:
+            return
+        seconds = IDLE_BUDGET
+        end = environ.get("SLURM_JOB_END_TIME", "")
+        if end.isdigit() and int(end) > 0:
+            seconds = min(seconds, int(end) - time.time())
+        self.start(seconds)
+
+    def left(self) -> float:
+        if self.deadline is None:
+            self.start_default()
+        assert self.deadline is not None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def for_harvest(self) -> float:
+        return max(0.0, self.left() - DELETE_RESERVE)
+
+    def for_delete(self) -> float:
+        return max(5.0, self.left())
+
+
+def kill_wait(scontrol: str) -> float:
+    """Slurm's KillWait (seconds between SIGTERM and SIGKILL), default 30."""
+    try:
+        res = proc.run([scontrol, "show", "config"], check=False, timeout=10)
+    except KindslurmError:
+        return 30.0
+    for line in res.stdout.splitlines() if res.ok else []:
+        key, _, value = line.partition("=")
+        if key.strip() == "KillWait" and value.split() and value.split()[0].isdigit():
+            return float(value.split()[0])
+    return 30.0
 
 
 class Lifecycle:
-    def __init__(self, spec: JobSpec, provider: KindPodman | None = None, out: Any = None) -> None:
+    def __init__(self, spec: JobSpec, provider: Any = None, out: Any = None) -> None:
         self.spec = spec
         self.paths = JobPaths(Path(spec.job_dir))
         self.provider = provider or KindPodman(spec.tool("kind"), spec.tool("podman"))
@@ -71,23 +128,40 @@ class Lifecycle:
         self.phases: list[dict[str, Any]] = []
         self.tearing_down = False
         self.late_signals: list[int] = []
-        self.created = False
+        self.claimed = False  # this run holds the cluster name's marker
+        self.created = False  # from here a (partial) cluster of this run's may exist
         self.kube: Any = None
         self.outcome: dict[str, str] = {}
         self.workload: Any = None
         self.timings: dict[str, float] = {}
         self.resources: dict[str, dict] = {}
+        self.teardown = Teardown()
+        self.kill_wait = 30.0
+        self.warnings: list[str] = []
 
     # -- bookkeeping --------------------------------------------------------
     def say(self, message: str) -> None:
-        print(f"[kindslurm {time.strftime('%H:%M:%S')}] {message}", file=self.out, flush=True)
+        try:
+            print(f"[kindslurm {time.strftime('%H:%M:%S')}] {message}", file=self.out, flush=True)
+        except (OSError, ValueError):
+            pass  # a full disk under slurm.out must not stop teardown
+
+    def _best_effort(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Bookkeeping that must never stop a run or its teardown (a full home quota, say)."""
+        try:
+            return fn()
+        except Exception as e:
+            if what not in self.warnings:
+                self.warnings.append(what)
+                self.say(f"warning: could not {what}: {e}")
+            return None
 
     def phase(self, name: str, message: str | None = None) -> None:
         now = time.time()
         if self.phases and "end" not in self.phases[-1]:
             self.phases[-1]["end"] = now
         self.phases.append({"name": name, "start": now})
-        state.update(self.spec.run_id, phase=name)
+        self._best_effort("update the run's state record", lambda: state.update(self.spec.run_id, phase=name))
         if message:
             self.say(message)
 
@@ -96,6 +170,10 @@ class Lifecycle:
             self.late_signals.append(signum)
             return
         self.tearing_down = True  # scancel signals twice (shell and us): the second must not cut teardown
+        if signum in (signal.SIGUSR1, signal.SIGALRM):
+            self.teardown.start(self.spec.warning_seconds)
+        else:
+            self.teardown.start(self.kill_wait)
         raise Interrupt(signum)
 
     def _install_signals(self) -> Callable[[], None]:
@@ -111,19 +189,35 @@ class Lifecycle:
 
         return restore
 
+    def _in_slurm(self) -> bool:
+        return self.spec.mode != "local" and bool(os.environ.get("SLURM_JOB_ID"))
+
     def _register(self) -> None:
-        job_id = os.environ.get("SLURM_JOB_ID") if self.spec.mode != "local" else None
-        fields = dict(
+        from kindslurm import allocation
+
+        alloc = allocation.current() if self.spec.mode != "local" else None
+        fields: dict[str, Any] = dict(
             cluster=self.cluster,
             node=socket.gethostname(),
             kubeconfig=str(self.kubeconfig),
             pid=os.getpid(),
             pid_start=proc.start_time(os.getpid()),
         )
-        if job_id:
-            fields["job_id"] = job_id
+        if alloc:
+            fields["job_id"] = alloc.job_id
+            fields["step_id"] = alloc.step_id
         if state.update(self.spec.run_id, **fields) is None:
             state.save(state.Record(run_id=self.spec.run_id, mode=self.spec.mode, user=self.spec.user, job_dir=self.spec.job_dir, prefix=self.spec.prefix, **fields))
+
+    def _owner(self) -> dict[str, Any]:
+        """What gc needs to know about this cluster without the state record."""
+        return {
+            "job_id": os.environ.get("SLURM_JOB_ID") if self._in_slurm() else None,
+            "run_id": self.spec.run_id,
+            "kubeconfig": str(self.kubeconfig),
+            "state_dir": str(paths.state_dir()),
+            "mode": self.spec.mode,
+        }
 
     # -- the run ----------------------------------------------------------
     def run(self) -> int:
@@ -148,13 +242,17 @@ class Lifecycle:
             self.say(f"internal error: {e!r}")
         finally:
             self.tearing_down = True
-            self._stop_workload_process()
+            self.teardown.start_default()
+            # The cluster goes first and whatever else fails; bookkeeping after it is best-effort.
+            self._best_effort("stop the workload", self._stop_workload_process)
             if status in ("failed", "completed") and exit_code != 0 and self.spec.keep_on_failure and self.created:
                 status = self._hold_for_debugging(status)
-            self._harvest()
+            self._best_effort("collect logs", self._harvest)
             leftovers = self._teardown()
             if leftovers:
                 reason += f"; teardown left {', '.join(leftovers)} (run `kindslurm gc`)"
+                if exit_code == exitcodes.OK:
+                    exit_code = exitcodes.TEARDOWN_INCOMPLETE
             self._finish(started, exit_code, status, reason)
             restore()
         return exit_code
@@ -164,6 +262,8 @@ class Lifecycle:
         # The Kubernetes client takes a second to import: do it while kind boots.
         threading.Thread(target=_warm_import, daemon=True).start()
         self.phase("preflight", f"run {spec.run_id} on {socket.gethostname()}: cluster {self.cluster}")
+        if self._in_slurm():
+            self.kill_wait = kill_wait(spec.tool("scontrol"))
         checks = preflight.run_checks(podman=spec.tool("podman"), kind=spec.tool("kind"), kubectl=spec.tool("kubectl"))
         for c in checks:
             if c.status == preflight.WARN:
@@ -184,11 +284,17 @@ class Lifecycle:
         self.paths.kind_config.write_text(config)
         from kindslurm import capacity
 
-        capacity.reserve(self.marker, 1 + spec.workers)
+        capacity.claim(self.marker)
+        self.claimed = True
+        capacity.reserve(self.marker, 1 + spec.workers, owner=self._owner())
         self.created = True  # from here on a partial cluster may exist
         with open(self.paths.kind_log, "a") as log:
             t = time.monotonic()
-            self.provider.create(self.cluster, config, self.kubeconfig, spec.node_image, log)
+            try:
+                self.provider.create(self.cluster, config, self.kubeconfig, spec.node_image, log)
+            except ClusterExistsError:
+                self.created = False  # someone else's: never ours to delete
+                raise
             self.timings["kind_create"] = time.monotonic() - t
             capacity.write_marker(self.marker, 1 + spec.workers, booting=False)
             self._limit_resources()
@@ -210,7 +316,7 @@ class Lifecycle:
         deadline = time.monotonic() + spec.timeout_seconds if spec.timeout_seconds else None
         exit_code = exitcodes.OK
         if spec.script:
-            self.phase("running", f"running {spec.script}")
+            self.phase("running", f"running {spec.script_origin or spec.script}")
             t = time.monotonic()
             rc = self._run_workload(deadline)
             self.timings["workload"] = time.monotonic() - t
@@ -237,7 +343,7 @@ class Lifecycle:
         return exit_code, "failed", f"workload exited {exit_code}"
 
     def _limit_resources(self) -> None:
-        if not os.environ.get("SLURM_JOB_ID") or self.spec.mode == "local":
+        if not self._in_slurm():
             return
         cpuset = ",".join(map(str, sorted(os.sched_getaffinity(0))))
         cpus = os.environ.get("SLURM_CPUS_ON_NODE", "")
@@ -262,12 +368,27 @@ class Lifecycle:
             "KINDSLURM_JOB_DIR": spec.job_dir,
             "KINDSLURM_RUN_ID": spec.run_id,
         }
-        self.workload = Workload(spec.script or "", spec.script_args, cwd=spec.submit_dir, env=env,
+        self.workload = Workload(self._script_to_run(), spec.script_args, cwd=spec.submit_dir, env=env,
                                  log=self.paths.workload_log, out=self.out)
         rc = self.workload.run(deadline)
         if rc is None:
             self.say("workload timeout expired: the workload was stopped")
         return rc
+
+    def _script_to_run(self) -> str:
+        """The script as submitted. While the original is unchanged it runs from
+        its own path, so `$(dirname "$0")` and BASH_SOURCE find its sibling files;
+        if it was edited after submission, the submitted copy runs instead."""
+        copy, origin = self.spec.script or "", self.spec.script_origin
+        if not origin:
+            return copy
+        try:
+            if Path(origin).read_bytes() == Path(copy).read_bytes():
+                return origin
+        except OSError:
+            pass
+        self.say(f"warning: {origin} changed after submission: running the submitted copy {copy}")
+        return copy
 
     def _stop_workload_process(self) -> None:
         if self.workload is not None:
@@ -277,11 +398,10 @@ class Lifecycle:
         """Time limit: give pods their grace period before the cluster goes."""
         if self.kube is None:
             return
-        budget = max(5.0, self.spec.warning_seconds - TEARDOWN_RESERVE)
         self.tearing_down = True
         try:
-            self._save_logs_and_events()
             self._stop_workload_process()
+            budget = max(1.0, self.teardown.for_harvest() - HARVEST_RESERVE)
             stopped = self.kube.terminate_workload(self.paths.pod_logs, budget)
             if stopped:
                 self.say(f"stopped {len(stopped)} workload pod(s) with their termination grace")
@@ -293,8 +413,9 @@ class Lifecycle:
             f"keep-on-failure: cluster {self.cluster} stays up until the job ends; "
             f"use KUBECONFIG={self.kubeconfig} on {socket.gethostname()}, then scancel or Ctrl-C"
         )
-        state.update(self.spec.run_id, phase="held")
+        self._best_effort("update the run's state record", lambda: state.update(self.spec.run_id, phase="held"))
         self.tearing_down = False
+        self.teardown = Teardown()
         try:
             while True:
                 time.sleep(3600)
@@ -305,35 +426,57 @@ class Lifecycle:
         return status
 
     # -- harvest and teardown --------------------------------------------
-    def _save_logs_and_events(self) -> None:
-        n = self.kube.save_pod_logs(self.paths.pod_logs)
-        e = self.kube.save_events(self.paths.events)
-        self.say(f"saved {n} container log(s) and {e} event(s) to {self.paths.root}")
-
     def _harvest(self) -> None:
         if self.kube is None:
             if not self.paths.events.exists():
                 self.paths.events.write_text("(no cluster API: no events)\n")
             return
         self.phase("collecting")
+        budget = self.teardown.for_harvest()
+        if budget < 1.0:
+            self.say("warning: no time left to collect logs before the cluster must go")
+            return
+        t0 = time.monotonic()
         try:
-            self._save_logs_and_events()
+            n = self.kube.save_pod_logs(self.paths.pod_logs, timeout=budget * 0.8)
+            e = self.kube.save_events(self.paths.events, timeout=max(1.0, budget - (time.monotonic() - t0)))
+            self.say(f"saved {n} container log(s) and {e} event(s) to {self.paths.root}")
         except Exception as e:
             self.say(f"warning: log collection failed: {e}")
+        self._logs_from_nodes()
+
+    def _logs_from_nodes(self) -> None:
+        """Logs the API could not serve, from the kubelet's files, while the nodes still exist."""
+        reader = getattr(self.provider, "node_pod_log", None)
+        if reader is None:
+            return
+        for path in sorted(self.kube.unreadable):
+            if self.teardown.for_harvest() < 1.0:
+                return
+            container, pod, ns = path.stem, path.parent.name, path.parent.parent.name
+            try:
+                text = reader(self.cluster, ns, pod, container, timeout=min(10.0, self.teardown.for_harvest()))
+            except Exception:
+                continue
+            if text:
+                path.write_text(text)
+                self.kube.unreadable.discard(path)
 
     def _teardown(self) -> list[str]:
         if not self.created:
-            self.marker.unlink(missing_ok=True)
+            if self.claimed:
+                self._best_effort("remove the creation marker", lambda: self.marker.unlink(missing_ok=True))
             return []
         self.phase("tearing-down", f"deleting cluster {self.cluster}")
         t = time.monotonic()
         try:
-            left = self.provider.delete(self.cluster, self.kubeconfig)
+            left = self.provider.delete(self.cluster, self.kubeconfig, timeout=self.teardown.for_delete())
         except Exception as e:
             left = [f"cluster {self.cluster} ({e})"]
         self.timings["kind_delete"] = time.monotonic() - t
-        self.kubeconfig.unlink(missing_ok=True)
-        self.marker.unlink(missing_ok=True)
+        self._best_effort("remove the kubeconfig", lambda: self.kubeconfig.unlink(missing_ok=True))
+        if not left:  # with leftovers the marker stays: gc finds them through it
+            self._best_effort("remove the creation marker", lambda: self.marker.unlink(missing_ok=True))
         try:
             from kindslurm import capacity
 
@@ -341,7 +484,7 @@ class Lifecycle:
                 self.say(f"restored host sysctls {', '.join(k.replace('/', '.') for k in changed)}")
         except Exception as e:
             self.say(f"warning: could not restore host sysctls: {e}")
-        return left
+        return list(left or [])
 
     def _finish(self, started: float, exit_code: int, status: str, reason: str) -> None:
         now = time.time()
@@ -366,8 +509,10 @@ class Lifecycle:
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "node_limits": self.resources,
             "late_signals": self.late_signals,
+            "warnings": self.warnings,
         }
-        self.paths.summary.write_text(json.dumps(summary, indent=2) + "\n")
-        self.paths.exitcode.write_text(f"{exit_code}\n")
-        state.update(self.spec.run_id, phase=status, exit_code=exit_code, reason=reason)
+        self._best_effort("write summary.json", lambda: self.paths.summary.write_text(json.dumps(summary, indent=2) + "\n"))
+        self._best_effort("write the exit code file", lambda: self.paths.exitcode.write_text(f"{exit_code}\n"))
+        self._best_effort("update the run's state record",
+                          lambda: state.update(self.spec.run_id, phase=status, exit_code=exit_code, reason=reason))
         self.say(f"done: {status}, exit code {exit_code} ({reason}) in {now - started:.1f}s")

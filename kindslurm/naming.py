@@ -17,6 +17,7 @@ from kindslurm.errors import SpecError
 
 KIND_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 MAX_PREFIX = 32  # leaves room for the id; kind warns past ~50 characters
+MAX_NAME = 50  # node hostnames are `<name>-control-plane`, at most 64
 
 
 def current_user() -> str:
@@ -52,6 +53,21 @@ def slurm_cluster_name(prefix: str, job_id: str, step_id: str | None = None) -> 
     if step_id and step_id.isdigit():
         name += f"-s{step_id}"
     return name
+
+
+def allocation_cluster_name(prefix: str, job_id: str, run_id: str, step_id: str | None = None,
+                            proc_id: str | None = None) -> str:
+    """A run inside an allocation: several may share the job (two `kindslurm run`
+    in one salloc shell, `srun -n2 kindslurm run`), so the run id's random tail
+    and the task make the name unique. The prefix is shortened if needed: node
+    hostnames (`<name>-control-plane`) must fit in 64 characters."""
+    suffix = slurm_cluster_name("", job_id, step_id)
+    tail = re.sub(r"[^a-z0-9]", "", run_id.rsplit("-", 1)[-1].lower())[-6:] or secrets.token_hex(3)
+    suffix += f"-{tail}"
+    if proc_id and proc_id.isdigit() and proc_id != "0":
+        suffix += f"-t{proc_id}"
+    head = prefix[: max(1, MAX_NAME - len(suffix))].rstrip("-.") or "ks"
+    return head + suffix
 
 
 def local_cluster_name(prefix: str) -> str:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Mapping, Sequence
 
-from kindslurm.errors import CommandError, KindslurmError
+from kindslurm.errors import CommandError, CommandTimeout, KindslurmError
+
+DEFAULT_TIMEOUT = 120.0  # no tool call may hang a run or its teardown forever
 
 
 @dataclass
@@ -42,13 +45,17 @@ def run(
     argv: Sequence[str],
     *,
     check: bool = True,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
     env: Mapping[str, str] | None = None,
     input: str | None = None,
     log: IO[str] | None = None,
     cwd: str | None = None,
 ) -> Result:
-    """Run to completion; with `log`, output is streamed there as well as kept."""
+    """Run to completion; with `log`, output is streamed there as well as kept.
+
+    Past `timeout` the whole process group is killed and CommandTimeout raised
+    (whatever `check` says): the caller cannot know what the tool did.
+    """
     argv = [str(a) for a in argv]
     full_env = {**os.environ, **env} if env else None
     try:
@@ -68,18 +75,10 @@ def run(
         if log is None:
             out, err = proc.communicate(input, timeout=timeout)
         else:
-            if input is not None:
-                assert proc.stdin is not None
-                proc.stdin.write(input)
-                proc.stdin.close()
-            chunks = []
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                chunks.append(line)
-                log.write(line)
-                log.flush()
-            proc.wait(timeout=timeout)
-            out, err = "".join(chunks), ""
+            out, err = _stream(proc, input, log, timeout), ""
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        raise CommandTimeout(argv, timeout or 0.0) from None
     except BaseException:
         kill_group(proc)
         raise
@@ -87,6 +86,29 @@ def run(
     if check and not result.ok:
         raise CommandError(argv, result.returncode, (result.stderr or result.stdout))
     return result
+
+
+def _stream(proc: subprocess.Popen[str], input: str | None, log: IO[str], timeout: float | None) -> str:
+    """Copy output to `log` line by line from a thread, so the timeout holds
+    even when the tool prints nothing."""
+    chunks: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            chunks.append(line)
+            log.write(line)
+            log.flush()
+
+    if input is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(input)
+        proc.stdin.close()
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    proc.wait(timeout=timeout)
+    t.join(timeout=5)
+    return "".join(chunks)
 
 
 def kill_group(proc: subprocess.Popen[str]) -> None:

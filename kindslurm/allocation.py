@@ -1,0 +1,101 @@
+"""The Slurm allocation this process runs in, read from SLURM_* variables in one place.
+
+`kindslurm run` inside an allocation runs the node side right there, but only
+on a node of that allocation: an `salloc` shell on a login node also has
+SLURM_JOB_ID set, and booting the cluster there would put it on the login node.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from typing import Mapping
+
+_GROUP = re.compile(r"\[([^\]]*)\]")
+
+
+def expand_hostlist(expr: str) -> list[str]:
+    """Slurm's compressed host lists: `n[01-03,7],gpu5`, `r[1-2]-n[1-2]`."""
+    hosts: list[str] = []
+    for item in _split_top(expr):
+        hosts += _expand_one(item)
+    return hosts
+
+
+def _split_top(expr: str) -> list[str]:
+    """Split on commas outside brackets."""
+    items, depth, cur = [], 0, ""
+    for ch in expr:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    items.append(cur)
+    return [i.strip() for i in items if i.strip()]
+
+
+def _expand_one(item: str) -> list[str]:
+    m = _GROUP.search(item)
+    if not m:
+        return [item]
+    head, tail = item[: m.start()], item[m.end() :]
+    out: list[str] = []
+    for part in m.group(1).split(","):
+        lo, _, hi = part.partition("-")
+        if hi and lo.isdigit() and hi.isdigit():
+            width = len(lo)
+            values = [str(n).zfill(width) for n in range(int(lo), int(hi) + 1)]
+        else:
+            values = [part]
+        for v in values:
+            out += _expand_one(head + v + tail)
+    return out
+
+
+def _short(host: str) -> str:
+    return host.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class Allocation:
+    job_id: str
+    step_id: str | None
+    proc_id: str | None
+    nodes: tuple[str, ...]
+    node_name: str | None  # SLURMD_NODENAME: set only on a node of the allocation
+
+    def includes(self, hostname: str) -> bool:
+        if self.node_name:
+            return True
+        return _short(hostname) in {_short(n) for n in self.nodes}
+
+
+def current(environ: Mapping[str, str] = os.environ) -> Allocation | None:
+    job_id = environ.get("SLURM_JOB_ID") or environ.get("SLURM_JOBID")
+    if not job_id:
+        return None
+    nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST") or ""
+    step = environ.get("SLURM_STEP_ID")
+    return Allocation(
+        job_id=job_id,
+        step_id=step if step and step.isdigit() else None,
+        proc_id=environ.get("SLURM_PROCID"),
+        nodes=tuple(expand_hostlist(nodelist)),
+        node_name=environ.get("SLURMD_NODENAME"),
+    )
+
+
+def placement(environ: Mapping[str, str] = os.environ, hostname: str | None = None) -> str | None:
+    """Where `run` goes from here: "inline" on a node of the allocation, "srun"
+    from an allocation whose nodes do not include this host, None outside one."""
+    alloc = current(environ)
+    if alloc is None:
+        return None
+    return "inline" if alloc.includes(hostname or socket.gethostname()) else "srun"
