@@ -63,3 +63,32 @@ def test_user_template(tmp_path):
     tpl.write_text("{{ spec.nope }}")
     with pytest.raises(SpecError, match="failed to render"):
         render.render(make_spec(), str(tpl))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("job_dir", "/home/alice/jobs/a%jb", "contains '%', which sbatch expands in --output"),
+    ("job_dir", "/home/alice/jobs/a\\b", "job directory .* contains a backslash"),
+    ("submit_dir", "/home/alice/a\\b", "submit directory .* contains a backslash"),
+    ("account", "proj\\x", "account .* contains a backslash"),
+    ("sbatch_args", ["--comment=a\\b"], "sbatch option .* contains a backslash"),
+    ("sbatch_args", ["hostname"], "'hostname' is not an option"),
+])
+def test_values_sbatch_would_misread_are_refused(field, value, message):
+    # sbatch reads `\` as an escape even inside single quotes and expands % in --output
+    with pytest.raises(SpecError, match=message) as e:
+        render.render(make_spec(**{field: value}))
+    assert "\n" not in str(e.value)
+
+
+def test_spaces_and_quotes_are_quoted_as_sbatch_reads_them():
+    # sbatch 22.05 took exactly this line as --chdir=/home/alice/a b/it's
+    text = render.render(make_spec(submit_dir="/home/alice/a b/it's"))
+    assert "#SBATCH --chdir='/home/alice/a b/it'\"'\"'s'\n" in text
+
+
+def test_a_configured_command_must_start_with_a_program():
+    assert render.kindslurm_command("/opt/ks/bin/kindslurm --verbose") == ["/opt/ks/bin/kindslurm", "--verbose"]
+    for bad, message in (("-x foo", "does not start with a program"), ("   ", "does not start with a program"),
+                         ("'/opt/ks", "not valid shell words")):
+        with pytest.raises(SpecError, match=message):
+            render.kindslurm_command(bad)
