@@ -109,10 +109,8 @@ def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, 
         mode = "local"
     elif use_srun:
         mode = "srun"
-    elif launch.in_allocation() and not force_submit and not dry_run:
-        mode = "inline"
     else:
-        mode = "sbatch"
+        mode = launch.placement(force_submit=force_submit or dry_run)
     spec = specmod.build(cfg, mode=mode, script=script, script_args=list(script_args), manifests=list(manifests), name=name)
     slurm = Slurm(cfg.tools)
     if mode in ("sbatch", "srun"):
@@ -220,8 +218,10 @@ def doctor(as_json: bool) -> None:
 def gc(dry_run: bool, older_than: str | None, job: str | None, include_finished: bool, quiet: bool) -> None:
     """Remove clusters, kubeconfigs and records that dead runs left on this node.
 
-    Never touches a live run (its Slurm job pending or running, or its local
-    process alive), a cluster being created, or another user's containers.
+    Only what a kindslurm record or creation marker names is considered, so a
+    cluster made by hand or another user's is never touched; nor is a live run
+    (its Slurm job pending or running, or its local process alive), a cluster
+    being created, or anything with a job while Slurm cannot be asked.
     Exits 1 if something could not be removed.
     """
     from kindslurm import config, gc as gcmod

@@ -1,32 +1,33 @@
 """Garbage collection: remove what dead runs left on this node, never anything live.
 
-A cluster is this user's if a state record names it, if this node's creation
-marker for it exists, or if it carries the user's default name prefix (which
-also covers records lost with a wiped home directory). It is live while its
-Slurm job is pending or running (while Slurm cannot be asked, everything with a
-job is assumed live), while its local owner process runs, while its creation
-marker's process runs, or for a grace period after its containers appear.
+A cluster is this user's only if kindslurm itself wrote so for that exact name:
+a state record naming it, or this node's creation marker for it. The shape of a
+name proves nothing (a hand-made `ks-<user>-dev` has the default prefix too).
+It is live while its creation marker's process runs, for a grace period after
+its containers appear, while its Slurm job is pending or running (if squeue
+fails, everything with a job is kept), or while its local owner process runs,
+which only the node its record names can tell.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from kindslurm import naming, paths, proc, state
+from kindslurm import paths, proc, state
 from kindslurm.errors import KindslurmError
 from kindslurm.kind_podman import KindPodman, local_lock
 from kindslurm.provider import ClusterResources
 from kindslurm.slurm import JobState, Slurm
 
 GRACE_SECONDS = 120.0  # KINDSLURM_GC_GRACE overrides (seconds)
-_JOB_SUFFIX = re.compile(r"-(\d+)(?:-s\d+)?$")
+
+Step = Callable[[], list[str]]
 
 
 @dataclass
@@ -41,6 +42,52 @@ class Action:
         return self.result.startswith("FAILED")
 
 
+@dataclass
+class Owner:
+    """What kindslurm wrote about one cluster name: its record, its marker, or both."""
+
+    name: str
+    record: state.Record | None = None
+    marker: dict[str, Any] | None = None
+
+    @property
+    def job_id(self) -> str | None:
+        if self.record is not None and self.record.job_id:
+            return self.record.job_id
+        job = (self.marker or {}).get("job_id")
+        return str(job) if job else None
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Only a file named after the cluster: a path read from a file is not
+        trusted to point anywhere else."""
+        for source in (self.record.kubeconfig if self.record else None, (self.marker or {}).get("kubeconfig")):
+            if isinstance(source, str) and Path(source).name == f"{self.name}.yaml":
+                return Path(source)
+        return paths.kubeconfigs_dir() / f"{self.name}.yaml"
+
+
+def _marker_alive(marker: dict[str, Any] | None) -> bool:
+    pid, start = (marker or {}).get("pid"), (marker or {}).get("start")
+    return isinstance(pid, int) and pid > 0 and proc.alive(pid, start if isinstance(start, str) else None)
+
+
+def read_markers() -> dict[str, dict[str, Any]]:
+    """This node's creation markers by cluster name; an unreadable one still
+    proves kindslurm made the cluster, it just tells nothing more."""
+    d = paths.markers_dir()
+    out: dict[str, dict[str, Any]] = {}
+    for p in sorted(d.iterdir()) if d.is_dir() else []:
+        if p.name.startswith(".") or not p.is_file():
+            continue  # write_private's half-written temporaries
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError):
+            data = {}
+        out[p.name] = data if isinstance(data, dict) else {}
+    return out
+
+
 class Collector:
     def __init__(self, provider: KindPodman, slurm: Slurm, *, job: str | None = None, older_than: float = 0.0,
                  include_finished: bool = False, now: Callable[[], float] = time.time) -> None:
@@ -52,17 +99,57 @@ class Collector:
         self.now = now
         self.grace = float(os.environ.get("KINDSLURM_GC_GRACE", GRACE_SECONDS))
         self.host = socket.gethostname()
-        self.prefix = naming.default_prefix() + "-"
         self.slurm_ok = True
         self.states: dict[str, JobState] = {}
+        self.records_of: dict[str, Path | None] = {}  # run id -> records dir when not the caller's own
+        self._doomed: list[str] = []
+        self._bulk_failures: list[str] | None = None
+
+    # -- what kindslurm wrote --------------------------------------------
+    def _records(self, markers: dict[str, dict[str, Any]]) -> list[state.Record]:
+        """The caller's records, plus those a marker points to in another state
+        directory (the Epilog's HOME is not the job's XDG_STATE_HOME)."""
+        recs = state.all_records()
+        self.records_of = {r.run_id: None for r in recs}
+        own = paths.records_dir()
+        for m in markers.values():
+            run_id, state_dir = m.get("run_id"), m.get("state_dir")
+            if not isinstance(run_id, str) or not isinstance(state_dir, str) or run_id in self.records_of:
+                continue
+            where = state.records_dir_of(state_dir)
+            if where == own:
+                continue
+            if (rec := state.load_own(where, run_id)) is not None:
+                recs.append(rec)
+                self.records_of[rec.run_id] = where
+        return recs
+
+    @staticmethod
+    def _owners(recs: list[state.Record], markers: dict[str, dict[str, Any]]) -> dict[str, Owner]:
+        owners: dict[str, Owner] = {}
+        for rec in sorted(recs, key=lambda r: r.created):  # the newest record of a name wins
+            if rec.cluster:
+                owners.setdefault(rec.cluster, Owner(rec.cluster)).record = rec
+        for name, m in markers.items():
+            owners.setdefault(name, Owner(name)).marker = m
+        return owners
+
+    def names_job(self) -> bool:
+        """Whether any record or marker names the --job: without one, the job was
+        not a kindslurm run here, and gc must not even start podman."""
+        if self.job is None:
+            return True
+        if any(str(m.get("job_id")) == self.job for m in read_markers().values()):
+            return True
+        return any(r.job_id == self.job for r in state.all_records())
 
     # -- liveness ---------------------------------------------------------
     def _job_live(self, job_id: str) -> tuple[bool, str]:
         if not self.slurm_ok:
-            return True, f"job {job_id}: Slurm unreachable, assumed live"
+            return True, f"job {job_id}: Slurm could not be asked, kept"
         js = self.states.get(job_id)
         if js is None:
-            return False, f"job {job_id} unknown to Slurm"
+            return False, f"job {job_id} gone from Slurm"
         if self.job == job_id and js.slurm_state.startswith("COMPLETING"):
             return False, f"job {job_id} COMPLETING (epilog)"
         return js.active, f"job {job_id} {js.slurm_state}"
@@ -70,115 +157,137 @@ class Collector:
     def _record_live(self, rec: state.Record) -> tuple[bool, str]:
         if not rec.live:
             return False, f"finished ({rec.phase})"
-        if rec.mode == "local":
-            alive = proc.alive(rec.pid, rec.pid_start)
-            return alive, f"pid {rec.pid} {'running' if alive else 'gone'}"
-        if rec.job_id:
+        if rec.job_id and rec.mode != "local":
             return self._job_live(rec.job_id)
-        if rec.pid and rec.node == self.host:
+        if rec.pid:
+            if rec.node != self.host:  # a pid means nothing on another host
+                return True, f"on node {rec.node or '(unknown)'}: only gc there can tell"
             alive = proc.alive(rec.pid, rec.pid_start)
             return alive, f"pid {rec.pid} {'running' if alive else 'gone'}"
         young = self.now() - rec.created < self.grace
         return young, "being submitted" if young else "submission never completed"
 
-    def _marker(self, name: str) -> dict | None:
-        try:
-            return json.loads((paths.markers_dir() / name).read_text())
-        except (OSError, ValueError):
-            return None
-
-    def _cluster_live(self, res: ClusterResources, rec: state.Record | None) -> tuple[bool, str]:
-        marker = self._marker(res.name)
-        if marker and proc.alive(marker.get("pid"), marker.get("start")):
-            return True, f"being created or used by pid {marker.get('pid')}"
-        newest = max((c.created for c in res.containers), default=0.0)
+    def _owner_live(self, owner: Owner, res: ClusterResources | None) -> tuple[bool, str]:
+        if _marker_alive(owner.marker):
+            return True, f"being created or used by pid {(owner.marker or {}).get('pid')}"
+        newest = max((c.created for c in res.containers), default=0.0) if res else 0.0
         if self.job is None and newest and self.now() - newest < self.grace:
             return True, "created moments ago"  # (with --job the job has ended: nothing is mid-creation)
-        if rec is not None:
-            return self._record_live(rec)
-        m = _JOB_SUFFIX.search(res.name)
-        if m:
-            return self._job_live(m.group(1))
-        return False, "no owner record or process"
+        if owner.record is not None:
+            return self._record_live(owner.record)
+        if owner.job_id:
+            return self._job_live(owner.job_id)
+        return False, "its creator is gone and no record names it"
 
-    # -- selection --------------------------------------------------------
-    def _wanted_job(self, rec: state.Record | None, name: str | None) -> bool:
-        if self.job is None:
-            return True
-        if rec is not None and rec.job_id:
-            return rec.job_id == self.job
-        m = _JOB_SUFFIX.search(name or "")
-        return bool(m and m.group(1) == self.job)
+    def _wanted(self, job_id: str | None) -> bool:
+        return self.job is None or job_id == self.job
 
-    def plan(self) -> list[tuple[Action, Callable[[], list[str]]]]:
-        recs = state.all_records()
+    # -- planning ---------------------------------------------------------
+    def plan(self) -> list[tuple[Action, Step]]:
+        markers = read_markers()
+        recs = self._records(markers)
+        owners = self._owners(recs, markers)
         try:
             clusters = self.provider.clusters()
         except KindslurmError as e:
             raise KindslurmError(f"cannot list kind clusters ({e}): is podman working? try `kindslurm doctor`") from None
-        by_cluster = {r.cluster: r for r in recs if r.cluster}
-        markers = {p.name for p in paths.markers_dir().glob("*")} if paths.markers_dir().is_dir() else set()
-        job_ids = {r.job_id for r in recs if r.job_id} | {m.group(1) for n in clusters if (m := _JOB_SUFFIX.search(n))}
-        if self.job:
-            job_ids.add(self.job)
+        job_ids = {self.job} if self.job else {o.job_id for o in owners.values()} | {r.job_id for r in recs if r.live}
         try:
-            self.states = self.slurm.states(sorted(job_ids))
+            self.states = self.slurm.states(sorted(j for j in job_ids if j))
         except KindslurmError:
             self.slurm_ok = False
-        plan: list[tuple[Action, Callable[[], list[str]]]] = []
-        live_clusters: set[str] = set()
+
+        plan: list[tuple[Action, Step]] = []
+        keep: set[str] = set()
+        doomed_kubeconfigs: set[Path] = set()
         for name, res in sorted(clusters.items()):
-            rec = by_cluster.get(name)
-            if not (rec or name in markers or name.startswith(self.prefix)):
-                continue  # not ours: another user's, or a kind cluster made by hand
-            if not self._wanted_job(rec, name):
+            owner = owners.get(name)
+            if owner is None:
+                continue  # nothing of kindslurm's names it: another user's, or made by hand
+            if not self._wanted(owner.job_id):
                 continue
-            live, why = self._cluster_live(res, rec)
+            live, why = self._owner_live(owner, res)
             if live or self.now() - res.created < self.older_than:
-                live_clusters.add(name)
+                keep.add(name)
                 continue
-            kubeconfig = Path(rec.kubeconfig) if rec and rec.kubeconfig else paths.kubeconfigs_dir() / f"{name}.yaml"
+            kubeconfig = owner.kubeconfig
+            doomed_kubeconfigs.add(kubeconfig)
             what = f"{len(res.containers)} container(s), {len(res.volumes)} volume(s)"
             plan.append((Action("cluster", name, f"{why}; {what}"), lambda n=name, k=kubeconfig: self._remove_cluster(n, k)))
+        for name, owner in owners.items():
+            if name not in clusters and self._wanted(owner.job_id) and self._owner_live(owner, None)[0]:
+                keep.add(name)  # a marker or record of a live run whose cluster is not (or no longer) here
+
         for rec in recs:
-            if not self._wanted_job(rec, rec.cluster):
+            if not self._wanted(rec.job_id):
                 continue
             live, why = self._record_live(rec)
-            if live or rec.cluster in live_clusters or self.now() - rec.updated < self.older_than:
+            if live:
+                if rec.cluster:
+                    keep.add(rec.cluster)
+                continue
+            if rec.cluster in keep or self.now() - rec.updated < self.older_than:
                 continue
             if not rec.live and not self.include_finished:
                 continue  # a finished run's record is history for `ls -a`
-            plan.append((Action("record", rec.run_id, why), lambda r=rec: self._remove_record(r)))
-        plan += self._stale_files(live_clusters, {r.cluster for r in recs if r.cluster and self._record_live(r)[0]})
+            plan.append((Action("record", rec.run_id, why), lambda r=rec: self._after(r.cluster, lambda: self._remove_record(r))))
+
+        plan += self._stale_files(owners, markers, keep, doomed_kubeconfigs)
         return plan
 
-    def _stale_files(self, live_clusters: set[str], live_record_clusters: set[str]) -> list[tuple[Action, Callable[[], list[str]]]]:
-        keep = live_clusters | live_record_clusters
-        out: list[tuple[Action, Callable[[], list[str]]]] = []
+    def _stale_files(self, owners: dict[str, Owner], markers: dict[str, dict[str, Any]], keep: set[str],
+                     doomed: set[Path]) -> list[tuple[Action, Step]]:
+        out: list[tuple[Action, Step]] = []
+        wait = 0.0 if self.job else self.grace  # with --job the job has ended
+        candidates: dict[Path, str] = {}
         kdir = paths.kubeconfigs_dir()
-        for p in sorted(kdir.glob("*.yaml")) if kdir.is_dir() else []:
-            name = p.stem
-            if name in keep or not self._wanted_job(None, name) or self.now() - p.stat().st_mtime < max(self.grace, self.older_than):
+        if self.job is None:
+            candidates.update({p: p.stem for p in sorted(kdir.glob("*.yaml"))} if kdir.is_dir() else {})
+        for name, owner in sorted(owners.items()):
+            if self._wanted(owner.job_id):
+                candidates.setdefault(owner.kubeconfig, name)
+        for p, name in candidates.items():
+            if name in keep or p in doomed:
+                continue
+            try:
+                age = self.now() - p.stat().st_mtime
+            except OSError:
+                continue
+            if age < max(wait, self.older_than):
                 continue
             out.append((Action("kubeconfig", str(p), "no live cluster"), lambda p=p: _unlink(p)))
         mdir = paths.markers_dir()
-        for p in sorted(mdir.glob("*")) if mdir.is_dir() else []:
-            marker = self._marker(p.name) or {}
-            if p.name in keep or not self._wanted_job(None, p.name) or proc.alive(marker.get("pid"), marker.get("start")):
+        for name, marker in markers.items():
+            owner = owners[name]
+            if name in keep or not self._wanted(owner.job_id) or _marker_alive(marker):
                 continue
-            if self.now() - p.stat().st_mtime < self.grace:
+            p = mdir / name
+            try:
+                if self.now() - p.stat().st_mtime < wait:
+                    continue
+            except OSError:
                 continue
-            out.append((Action("marker", p.name, "creator gone"), lambda p=p: _unlink(p)))
+            out.append((Action("marker", name, "its creator is gone"), lambda n=name, p=p: self._after(n, lambda: _unlink(p))))
         return out
+
+    # -- acting -----------------------------------------------------------
+    def _after(self, cluster: str | None, step: Step) -> list[str]:
+        """A record or marker outlives a cluster that could not be removed: it is
+        the only proof left that the cluster is kindslurm's."""
+        if cluster and self._bulk_failures and any(f.startswith(f"{cluster}: ") for f in self._bulk_failures):
+            return [f"kept while cluster {cluster} remains"]
+        return step()
 
     def _remove_cluster(self, name: str, kubeconfig: Path) -> list[str]:
         if self._bulk_failures is None:
             self._bulk_failures = self.provider.remove_many(self._doomed)
-        _unlink(kubeconfig)
-        return [f for f in self._bulk_failures if f.startswith(f"{name}: ")]
+        left = [f for f in self._bulk_failures if f.startswith(f"{name}: ")]
+        if not left:
+            _unlink(kubeconfig)
+        return left
 
     def _remove_record(self, rec: state.Record) -> list[str]:
-        state.remove(rec.run_id)
+        state.remove(rec.run_id, self.records_of.get(rec.run_id))
         job_dir = Path(rec.job_dir)
         try:
             if job_dir.is_dir() and not any(job_dir.iterdir()):
@@ -187,12 +296,13 @@ class Collector:
             pass
         return []
 
-    # -- acting -----------------------------------------------------------
     def run(self, dry_run: bool = False) -> list[Action]:
+        if not self.names_job():
+            return []  # before the lock and podman: most jobs on a node never used kindslurm
         with local_lock("gc"):
             plan = self.plan()
             self._doomed = [a.name for a, _ in plan if a.kind == "cluster"]
-            self._bulk_failures: list[str] | None = None
+            self._bulk_failures = None
             actions = []
             for action, do in plan:
                 if dry_run:
@@ -235,4 +345,3 @@ def render_table(actions: list[Action], dry_run: bool) -> None:
     for a in actions:
         table.add_row(a.kind, a.name, a.reason, a.result)
     Console(width=max(140, Console().width)).print(table)
-

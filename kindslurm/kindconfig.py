@@ -12,6 +12,7 @@ import glob
 import os
 from typing import Any
 
+from kindslurm.errors import SpecError
 from kindslurm.spec import JobSpec
 
 
@@ -37,8 +38,10 @@ def gpu_devices(job_gpus: str | None) -> list[str]:
 def node_mounts(spec: JobSpec, devices: list[str]) -> list[dict[str, Any]]:
     mounts = [_mount(spec.submit_dir, "/app")]
     for m in spec.extra_mounts:
-        host, container, *opt = m.split(":")
-        mounts.append(_mount(host, container, readonly=opt == ["ro"]))
+        parts = m.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/") or parts[2:] not in ([], ["ro"], ["rw"]):
+            raise SpecError(f"bad mount {m!r}: use HOST_PATH:CONTAINER_PATH[:ro|rw], with no ':' inside either path")
+        mounts.append(_mount(parts[0], parts[1], readonly=parts[2:] == ["ro"]))
     mounts += [_mount(d, d) for d in devices]
     return mounts
 

@@ -3,16 +3,20 @@ parsing of what they print.
 
 squeue forgets a job MinJobAge seconds after it ends and sacct needs
 accounting, so state falls back from squeue to sacct, and the job's own exit
-code is kept in its job directory by the node side.
+code is kept in its job directory by the node side. Only a working squeue can
+say a job is gone: when it fails, sacct's answers are kept for display but an
+id it does not mention proves nothing (StatesUnknown).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import subprocess
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from kindslurm import proc
-from kindslurm.errors import CommandError, SchedulerError, SpecError
+from kindslurm.errors import CommandError, KindslurmError, SchedulerError, SpecError
 
 # Slurm state -> kindslurm's view
 STATES = {
@@ -89,23 +93,64 @@ def parse_parsable(out: str) -> str:
     return job_id
 
 
+class StatesUnknown(SchedulerError):
+    """squeue failed, so no absence means "gone"; `partial` holds what sacct did say."""
+
+    def __init__(self, message: str, partial: dict[str, JobState]) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+_TASK = re.compile(r"[_+]")
+
+
+def _add(states: dict[str, JobState], key: str, js: JobState) -> None:
+    """Array tasks (`123_4`, `123_[5-9]`) and het-job parts (`123+1`) are also
+    filed under their base id; one active task keeps the base active."""
+    if key and (key not in states or (js.active and not states[key].active)):
+        states[key] = replace(js, job_id=key)
+
+
+def _file(states: dict[str, JobState], shown: str, raw: str, js: JobState) -> None:
+    _add(states, shown, js)
+    base = _TASK.split(shown, maxsplit=1)[0]
+    if base != shown and base.isdigit():
+        _add(states, base, js)
+    if raw.isdigit() and raw != shown:
+        _add(states, raw, js)
+
+
 def parse_squeue(out: str) -> dict[str, JobState]:
+    """Lines `%i|%T|%r[|%A]`: the shown id, state, reason and the raw job id."""
     states: dict[str, JobState] = {}
     for line in out.splitlines():
         parts = line.strip().split("|")
-        if len(parts) >= 2 and parts[0]:
-            states[parts[0]] = JobState(parts[0], parts[1], parts[2] if len(parts) > 2 else "")
+        if len(parts) >= 2 and parts[0] and "." not in parts[0]:
+            _file(states, parts[0], parts[3].strip() if len(parts) > 3 else "",
+                  JobState(parts[0], parts[1], parts[2] if len(parts) > 2 else ""))
     return states
 
 
 def parse_sacct(out: str) -> dict[str, JobState]:
+    """Lines `JobID|State|ExitCode[|JobIDRaw]`; steps (`123.batch`) are skipped."""
     states: dict[str, JobState] = {}
     for line in out.splitlines():
         parts = line.strip().split("|")
         if len(parts) >= 3 and parts[0] and "." not in parts[0]:
             code = parts[2].split(":")[0]
-            states[parts[0]] = JobState(parts[0], parts[1], "", int(code) if code.isdigit() else None)
+            _file(states, parts[0], parts[3].strip() if len(parts) > 3 else "",
+                  JobState(parts[0], parts[1], "", int(code) if code.isdigit() else None))
     return states
+
+
+def _ask(argv: list[str]) -> proc.Result:
+    """A query that did not run (missing tool, timeout) is a failed query, not a crash."""
+    try:
+        return proc.run(argv, check=False, timeout=30)
+    except subprocess.TimeoutExpired:
+        return proc.Result(argv, 124, "", f"{argv[0]} did not answer in 30s")
+    except KindslurmError as e:
+        return proc.Result(argv, 127, "", str(e))
 
 
 class Slurm:
@@ -138,33 +183,52 @@ class Slurm:
     def srun_argv(self, *, job_name: str, time: str, warning_seconds: int, output_dir: str, partition: str | None,
                   cpus: int | None, mem: str | None, gpus: str | None, account: str | None, qos: str | None,
                   extra: Sequence[str], command: Sequence[str]) -> list[str]:
+        for what, value in (("job name", job_name), ("time", time), ("directory", output_dir), ("partition", partition),
+                            ("mem", mem), ("gpus", gpus), ("account", account), ("qos", qos),
+                            *(("option", e) for e in extra), *(("command word", c) for c in command)):
+            if value and "\0" in str(value):
+                raise SpecError(f"{what} {value!r} contains a NUL byte, which no program can be given: remove it")
+        bad = next((e for e in extra if not e.startswith("-") or e in ("-", "--")), None)
+        if bad is not None:
+            raise SpecError(f"srun option {bad!r} is not an option: give each option with its value as one entry, "
+                            f"e.g. --constraint=gpu")
         argv = [self._t("srun"), f"--job-name={job_name}", f"--time={time}", "--nodes=1", "--ntasks=1",
                 f"--signal=USR1@{warning_seconds}", f"--chdir={output_dir}"]
         for flag, value in (("--partition", partition), ("--cpus-per-task", cpus), ("--mem", mem),
                             ("--gpus", gpus), ("--account", account), ("--qos", qos)):
             if value:
                 argv.append(f"{flag}={value}")
-        return [*argv, *extra, *command]
+        return [*argv, *extra, "--", *command]
 
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
-        ids = [j for j in job_ids if j]
+        """The state of each id Slurm knows; an id left out is gone. Raises
+        StatesUnknown when squeue fails: then nobody can tell what is gone."""
+        ids = list(dict.fromkeys(j for j in job_ids if j))
         if not ids:
             return {}
-        res = proc.run([self._t("squeue"), "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r"], check=False, timeout=30)
-        found = parse_squeue(res.stdout) if res.ok else {}
+        res = _ask([self._t("squeue"), "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r|%A"])
+        # One unknown id alone makes squeue exit 1 "Invalid job id specified": an answer.
+        answered = res.ok or "Invalid job id" in res.stderr
+        shown = parse_squeue(res.stdout) if res.ok else {}
+        found = {j: shown[j] for j in ids if j in shown}
         missing = [j for j in ids if j not in found]
         if missing:
-            acct = proc.run([self._t("sacct"), "-n", "-P", "-X", "-j", ",".join(missing), "-o", "JobID,State,ExitCode"],
-                            check=False, timeout=30)
+            acct = _ask([self._t("sacct"), "-n", "-P", "-X", "-j", ",".join(missing), "-o", "JobID,State,ExitCode,JobIDRaw"])
             if acct.ok:
-                found.update(parse_sacct(acct.stdout))
-        if not res.ok and not found:
-            if "Invalid job id" not in res.stderr:
-                raise SchedulerError(f"squeue failed: {res.stderr.strip() or res.returncode}")
+                told = parse_sacct(acct.stdout)
+                found.update({j: told[j] for j in missing if j in told})
+        if not answered:
+            raise StatesUnknown(f"squeue failed: {res.stderr.strip() or f'exit {res.returncode}'}", found)
         return found
 
     def state(self, job_id: str) -> JobState | None:
-        return self.states([job_id]).get(job_id)
+        """One job's state; with squeue down, sacct's word for this very job is taken."""
+        try:
+            return self.states([job_id]).get(job_id)
+        except StatesUnknown as e:
+            if job_id in e.partial:
+                return e.partial[job_id]
+            raise
 
-    def cancel(self, job_id: str) -> None:
-        proc.run([self._t("scancel"), job_id], timeout=30)
+    def cancel(self, job_id: str, step_id: str | None = None) -> None:
+        proc.run([self._t("scancel"), f"{job_id}.{step_id}" if step_id else job_id], timeout=30)

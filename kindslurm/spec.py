@@ -2,18 +2,21 @@
 
 Built from the config and the command line on the submit host, written to the
 job directory as JSON, read back by `kindslurm node-run` on the compute node.
+The script and manifests are copied into the job directory at submit time
+(`stage_inputs`), so a file edited while the job is pending cannot bypass the
+checks made here: the node runs exactly what was validated.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from kindslurm import naming, timefmt
-from kindslurm.config import Config
+from kindslurm.config import Config, sbatch_args_problem
 from kindslurm.errors import SpecError
 
 MODES = ("sbatch", "srun", "local", "inline")
@@ -28,6 +31,7 @@ class JobSpec:
     submit_dir: str
     job_dir: str
     script: str | None = None
+    script_origin: str | None = None  # where the staged copy in `script` came from: the workload's $0
     script_args: list[str] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
     load_images: list[str] = field(default_factory=list)
@@ -57,17 +61,23 @@ class JobSpec:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "JobSpec":
-        data: dict[str, Any] = json.loads(text)
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_json(cls, text: str | bytes) -> "JobSpec":
+        """Typed by the dataclass's own annotations; keys this version does not know are ignored."""
+        import msgspec
+
+        try:
+            return msgspec.json.decode(text, type=cls)
+        except msgspec.DecodeError as e:
+            raise SpecError(f"job spec is damaged ({e}): submit the run again") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "JobSpec":
         try:
-            return cls.from_json(Path(path).read_text())
-        except (OSError, ValueError, TypeError) as e:
-            raise SpecError(f"cannot read job spec {path}: {e}") from None
+            return cls.from_json(Path(path).read_bytes())
+        except OSError as e:
+            raise SpecError(f"cannot read job spec {path}: {e.strerror or e}") from None
+        except SpecError as e:
+            raise SpecError(f"{path}: {e}") from None
 
 
 def _readable_file(path: str, what: str, hint: str) -> Path:
@@ -81,29 +91,127 @@ def _readable_file(path: str, what: str, hint: str) -> Path:
     return p.resolve()
 
 
-def check_manifest(path: Path) -> int:
-    """Parse every document now, so a typo fails here and not on the node."""
+def _decode(data: bytes, path: str | Path, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{what} {path} is not UTF-8 text: save it as UTF-8 YAML") from None
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SpecError(f"{what} {path} cannot be read ({e.strerror or e}): check the file") from None
+    return _decode(data, path, what)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _parse_yaml(text: str, path: Path, what: str, single: bool = False) -> list[Any]:
+    """The documents of a YAML stream (or its only document, as yaml.safe_load reads it), never a traceback."""
     import yaml
 
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        docs = [d for d in yaml.load_all(path.read_text(), Loader=loader) if d is not None]
+        if single:
+            return [yaml.load(text, Loader=loader)]
+        return [d for d in yaml.load_all(text, Loader=loader) if d is not None]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpecError(f"manifest {path}{where} is not valid YAML ({problem}): fix the file") from None
+        problem = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
+        raise SpecError(f"{what} {path}{where} is not valid YAML ({problem}): fix the file") from None
+    except RecursionError:
+        raise SpecError(f"{what} {path} is nested too deeply to be Kubernetes YAML: fix the file") from None
+
+
+def _non_json(value: Any) -> tuple[str, Any] | None:
+    """The first value the API client cannot send as JSON (!!binary, !!set), with where it is."""
+    seen: set[int] = set()
+    todo: list[tuple[str, Any]] = [("", value)]
+    while todo:
+        where, v = todo.pop()
+        if isinstance(v, (dict, list)):
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            todo += [(f"{where}.{k}" if isinstance(v, dict) else f"{where}[{k}]", x) for k, x in items]
+        elif isinstance(v, (bytes, set)):
+            return where.lstrip("."), v
+    return None
+
+
+def _check_object(doc: Any, where: str, named: bool) -> str:
+    """One Kubernetes object's shape, as far as applying it needs; returns its kind."""
+    if not isinstance(doc, dict):
+        raise SpecError(f"{where} is {_show(doc)}, not a Kubernetes object: each document must be a mapping "
+                        f"with apiVersion, kind and metadata")
+    for key, example in (("apiVersion", "batch/v1"), ("kind", "Job")):
+        value = doc.get(key)
+        if value is None or value == "":
+            raise SpecError(f"{where} lacks apiVersion or kind: every object needs both")
+        if not isinstance(value, str) or not value.strip():
+            raise SpecError(f"{where}: {key} must be a string (got {_show(value)}): write e.g. {key}: {example}")
+    kind: str = doc["kind"]
+    meta = doc.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        raise SpecError(f"{where} ({kind}): metadata must be a mapping (got {_show(meta)}): "
+                        f"write metadata: {{name: NAME}}")
+    meta = meta or {}
+    for key in ("name", "generateName", "namespace"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise SpecError(f"{where} ({kind}): metadata.{key} must be a string (got {_show(meta[key])}): quote it")
+    for key in ("labels", "annotations"):
+        value = meta.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise SpecError(f"{where} ({kind}): metadata.{key} must be a mapping (got {_show(value)}): "
+                            f"write {key}: {{KEY: VALUE}}")
+        bad = next((k for k, v in value.items() if v is not None and not isinstance(v, str)), None)
+        if bad is not None:
+            raise SpecError(f"{where} ({kind}): metadata.{key}.{bad} must be a string (got {_show(value[bad])}): quote it")
+    if named and not (meta.get("name") or meta.get("generateName")):
+        raise SpecError(f"{where} ({kind}) has no metadata.name: add one")
+    odd = _non_json(doc)
+    if odd:
+        raise SpecError(f"{where} ({kind}): {odd[0] or 'a value'} is a YAML {type(odd[1]).__name__} "
+                        f"({_show(odd[1])}), which Kubernetes cannot take: write it as a string or a list")
+    return kind
+
+
+def check_manifest_text(text: str, path: Path) -> int:
+    """Every document of one manifest, checked the way the node will read and apply it.
+
+    A List with `items` is flattened into its items on the node, so each item
+    is checked as an object of its own. Raises SpecError, never anything else.
+    """
+    docs = _parse_yaml(text, path, "manifest")
     if not docs:
         raise SpecError(f"manifest {path} holds no Kubernetes objects: add one or drop --manifest")
     for i, doc in enumerate(docs, 1):
-        if not isinstance(doc, dict) or not doc.get("apiVersion") or not doc.get("kind"):
-            raise SpecError(f"manifest {path} document {i} lacks apiVersion or kind: every object needs both")
-        meta = doc.get("metadata") or {}
-        if doc["kind"].endswith("List"):
+        where = f"manifest {path} document {i}"
+        is_list = isinstance(doc, dict) and isinstance(doc.get("kind"), str) and doc["kind"].endswith("List") \
+            and "items" in doc
+        kind = _check_object(doc, where, named=not is_list)
+        if not is_list:
             continue
-        if not (meta.get("name") or meta.get("generateName")):
-            raise SpecError(f"manifest {path} document {i} ({doc['kind']}) has no metadata.name: add one")
+        items = doc["items"]
+        if items is not None and not isinstance(items, list):
+            raise SpecError(f"{where} ({kind}): items must be a list of objects (got {_show(items)}): fix it")
+        for j, item in enumerate(items or [], 1):
+            _check_object(item, f"{where} item {j}", named=True)
     return len(docs)
+
+
+def check_manifest(path: Path) -> int:
+    """Parse and type-check every document now, so a typo fails here and not on the node."""
+    return check_manifest_text(_read_text(path, "manifest"), path)
 
 
 def _check_mount(mount: str) -> str:
@@ -118,16 +226,15 @@ def _check_mount(mount: str) -> str:
     return ":".join([str(host.resolve()), *parts[1:]])
 
 
-def _check_kind_config(path: str) -> str:
-    import yaml
-
-    p = _readable_file(path, "kind config", "pass an existing file to --kind-config")
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError:
-        raise SpecError(f"kind config {path} is not valid YAML: fix the file") from None
+def _check_kind_config_text(text: str, path: str | Path) -> None:
+    doc = _parse_yaml(text, Path(path), "kind config", single=True)[0]
     if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
         raise SpecError(f"kind config {path} is not a kind Cluster config: it needs 'kind: Cluster'")
+
+
+def _check_kind_config(path: str) -> str:
+    p = _readable_file(path, "kind config", "pass an existing file to --kind-config")
+    _check_kind_config_text(_read_text(p, "kind config"), path)
     return str(p)
 
 
@@ -155,7 +262,12 @@ def build(
         check_manifest(m)
     images = [str(_readable_file(i, "image archive", "pass a `podman save` tar to --load-image")) for i in cfg.load_images]
     time_seconds = timefmt.slurm_time_seconds(str(cfg.time))
-    timeout = timefmt.duration_seconds(cfg.timeout, "timeout") if cfg.timeout else None
+    timeout = timefmt.duration_seconds(cfg.timeout, "timeout") if cfg.timeout is not None else None
+    if timeout is not None and timeout <= 0:
+        raise SpecError(f"bad timeout {cfg.timeout!r}: give a positive duration such as 30m, or leave it out for none")
+    problem = sbatch_args_problem(list(cfg.sbatch_args))
+    if problem:
+        raise SpecError(f"sbatch option {problem}")
     if cfg.mem:
         timefmt.parse_mem_mb(str(cfg.mem))
     if cfg.cpus is not None and int(cfg.cpus) < 1:
@@ -197,4 +309,73 @@ def build(
         qos=cfg.qos,
         sbatch_args=list(cfg.sbatch_args),
         tools=dict(cfg.tools),
+    )
+
+
+INPUTS_DIR = "inputs"
+
+
+def _write_private(path: Path, data: bytes, mode: int) -> None:
+    """A new file with exactly `mode` whatever the umask; never follows or replaces what is there."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode), "wb") as f:
+        os.fchmod(f.fileno(), mode)
+        f.write(data)
+
+
+def _read_input(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise SpecError(f"cannot copy {what} {path} into the job directory ({e.strerror or e}): "
+                        f"check it is still there and readable") from None
+
+
+def stage_inputs(spec: JobSpec) -> JobSpec:
+    """Copy the script, manifests and kind config into `<job_dir>/inputs/`; return a spec that uses the copies.
+
+    The node reads its inputs when the job starts, possibly hours after
+    submission; a file edited in between would skip every check made at
+    submit time. Each manifest and the kind config are checked again here, on
+    the very bytes that are copied, so what runs is exactly what was checked.
+    Symlinks are followed (the content is copied). The job directory must exist.
+    """
+    inputs = Path(spec.job_dir) / INPUTS_DIR
+    try:
+        inputs.mkdir(mode=0o700)
+        os.chmod(inputs, 0o700)
+        script: str | None = None
+        manifests: list[str] | None = None
+        kind_config: str | None = None
+        if spec.script:
+            data = _read_input(spec.script, "workload script")
+            name = os.path.basename(spec.script)
+            target = inputs / (f"script-{name}" if name in ("manifests", "kind-config") else name)
+            _write_private(target, data, 0o700 if os.access(spec.script, os.X_OK) else 0o600)
+            script = str(target)
+        if spec.manifests:
+            (inputs / "manifests").mkdir(mode=0o700)
+            manifests = []
+            for i, source in enumerate(spec.manifests, 1):
+                data = _read_input(source, "manifest")
+                check_manifest_text(_decode(data, source, "manifest"), Path(source))
+                target = inputs / "manifests" / f"{i:02d}-{os.path.basename(source)}"
+                _write_private(target, data, 0o600)
+                manifests.append(str(target))
+        if spec.kind_config:
+            data = _read_input(spec.kind_config, "kind config")
+            _check_kind_config_text(_decode(data, spec.kind_config, "kind config"), spec.kind_config)
+            (inputs / "kind-config").mkdir(mode=0o700)
+            target = inputs / "kind-config" / os.path.basename(spec.kind_config)
+            _write_private(target, data, 0o600)
+            kind_config = str(target)
+    except FileExistsError:
+        raise SpecError(f"inputs of run {spec.run_id} are already staged in {inputs}: stage a spec only once") from None
+    except OSError as e:
+        raise SpecError(f"cannot write the job's inputs to {inputs} ({e.strerror or e}): check the job directory's disk") from None
+    return replace(
+        spec,
+        script=script or spec.script,
+        script_origin=(spec.script_origin or spec.script) if spec.script else None,
+        manifests=manifests if manifests is not None else list(spec.manifests),
+        kind_config=kind_config or spec.kind_config,
     )

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from kindslurm import paths
+from kindslurm import exitcodes, paths
+from kindslurm.errors import KindslurmError
 
 TERMINAL = ("completed", "failed", "cancelled", "timeout", "collected")
 
@@ -62,6 +63,12 @@ def _locked(run_id: str) -> Iterator[None]:
         os.close(fd)
 
 
+class AmbiguousRef(KindslurmError):
+    """A reference that fits several runs: acting on the newest would be a guess."""
+
+    exit_code = exitcodes.USAGE
+
+
 def _read(path: Path) -> Record | None:
     try:
         data: dict[str, Any] = json.loads(path.read_text())
@@ -101,9 +108,30 @@ def update(run_id: str, **changes: Any) -> Record | None:
         return rec
 
 
-def remove(run_id: str) -> None:
-    _path(run_id).unlink(missing_ok=True)
-    (paths.records_dir() / f".{run_id}.lock").unlink(missing_ok=True)
+def remove(run_id: str, records: Path | None = None) -> None:
+    d = records or paths.records_dir()
+    (d / f"{run_id}.json").unlink(missing_ok=True)
+    (d / f".{run_id}.lock").unlink(missing_ok=True)
+
+
+def records_dir_of(state_dir: str | Path) -> Path:
+    """Where the records of another state directory live (a creation marker names
+    it: the Epilog's HOME is not necessarily the job's)."""
+    return Path(state_dir) / "runs"
+
+
+def load_own(records: Path, run_id: str) -> Record | None:
+    """A record from another records directory, only if the caller owns the file:
+    gc may then remove it, and never follows a marker into someone else's files."""
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        return None
+    path = records / f"{run_id}.json"
+    try:
+        if path.stat().st_uid != os.getuid():
+            return None
+    except OSError:
+        return None
+    return _read(path)
 
 
 def all_records() -> list[Record]:
@@ -114,11 +142,24 @@ def all_records() -> list[Record]:
     return sorted(recs, key=lambda r: r.created)
 
 
-def find(ref: str) -> Record | None:
-    """A run by run id, Slurm job id or cluster name (newest wins)."""
+def candidates(ref: str) -> list[Record]:
+    """Runs a reference could mean, newest first: the exact matches of run id,
+    cluster name or job id if there are any, else the runs whose id starts with it."""
     if (rec := load(ref)) is not None:
-        return rec
-    for rec in reversed(all_records()):
-        if ref in (rec.job_id, rec.cluster) or rec.run_id.startswith(ref):
-            return rec
-    return None
+        return [rec]
+    recs = list(reversed(all_records()))
+    for exact in ([r for r in recs if r.cluster == ref], [r for r in recs if r.job_id == ref]):
+        if exact:
+            return exact
+    return [r for r in recs if ref and r.run_id.startswith(ref)]
+
+
+def find(ref: str) -> Record | None:
+    """A run by run id, Slurm job id or cluster name, or a run-id prefix that fits
+    only one run; a reference that fits several raises AmbiguousRef."""
+    found = candidates(ref)
+    if len(found) > 1:
+        shown = ", ".join(f"{r.run_id} (job {r.job_id or '-'}, {r.phase})" for r in found[:8])
+        more = f" and {len(found) - 8} more" if len(found) > 8 else ""
+        raise AmbiguousRef(f"{ref!r} matches {len(found)} runs: {shown}{more}; give a whole run id, job id or cluster name")
+    return found[0] if found else None

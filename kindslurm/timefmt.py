@@ -14,21 +14,34 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 
 
 def slurm_time_seconds(value: str) -> int:
-    """Parse every form sbatch accepts: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
-    m = _SLURM_TIME.match(value.strip())
-    if not m or value.strip() in ("", "0"):
+    """Parse every form sbatch accepts: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
+
+    Zero and UNLIMITED are refused although Slurm takes them: both mean no
+    limit, and the node side plans its teardown by the limit.
+    """
+    text = value.strip()
+    if text.lower() in ("unlimited", "infinite", "-1"):
+        raise SpecError(
+            f"time limit {value!r} never ends, and kindslurm tears the cluster down by the limit: "
+            f"give a finite time, e.g. 1-00:00:00"
+        )
+    m = _SLURM_TIME.match(text)
+    if not m:
         raise SpecError(
             f"bad time limit {value!r}: use Slurm's format, e.g. 30 (minutes), 01:30:00 or 1-12:00:00"
         )
     g = m.groupdict()
     if g["d"] is not None:
-        return int(g["d"]) * 86400 + int(g["dh"]) * 3600 + int(g["dm"] or 0) * 60 + int(g["ds"] or 0)
-    a, b, c = g["a"], g["b"], g["c"]
-    if c is not None:
-        return int(a) * 3600 + int(b) * 60 + int(c)
-    if b is not None:
-        return int(a) * 60 + int(b)
-    return int(a) * 60
+        seconds = int(g["d"]) * 86400 + int(g["dh"]) * 3600 + int(g["dm"] or 0) * 60 + int(g["ds"] or 0)
+    elif g["c"] is not None:
+        seconds = int(g["a"]) * 3600 + int(g["b"]) * 60 + int(g["c"])
+    elif g["b"] is not None:
+        seconds = int(g["a"]) * 60 + int(g["b"])
+    else:
+        seconds = int(g["a"]) * 60
+    if seconds == 0:
+        raise SpecError(f"time limit {value!r} is zero, which Slurm reads as no limit: give a positive time, e.g. 01:00:00")
+    return seconds
 
 
 def duration_seconds(value: str | int | float, what: str = "duration") -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import asdict
@@ -15,7 +16,7 @@ import click
 from kindslurm import config, exitcodes, proc, state
 from kindslurm.errors import KindslurmError
 from kindslurm.paths import JobPaths
-from kindslurm.slurm import JobState, Slurm
+from kindslurm.slurm import JobState, Slurm, StatesUnknown
 
 
 def _slurm() -> Slurm:
@@ -34,12 +35,14 @@ def _slurm_states(recs: list[state.Record]) -> dict[str, JobState]:
         return {}
     try:
         return _slurm().states(ids)
+    except StatesUnknown as e:
+        return e.partial
     except KindslurmError:
         return {}
 
 
 def _find(ref: str) -> state.Record:
-    rec = state.find(ref)
+    rec = state.find(ref)  # AmbiguousRef (USAGE) lists the candidates
     if rec is None:
         raise KindslurmError(f"no run {ref!r}: see `kindslurm ls -a` for your runs", exit_code=exitcodes.USAGE)
     return rec
@@ -141,17 +144,33 @@ def logs(ref: str, follow: bool, job_output: bool, pod: str | None) -> None:
 
 
 def cancel(ref: str) -> None:
+    """Stop one run and nothing else: an inline or srun run shares its
+    allocation with whatever else the user runs there, so only sbatch runs and
+    srun runs that made their own job are cancelled as whole jobs."""
     rec = _find(ref)
     if not rec.live:
         click.echo(f"run {rec.run_id} already ended ({rec.phase})")
         return
-    if rec.job_id and rec.mode != "local":
+    cluster = rec.cluster or "(not created yet)"
+    if rec.mode == "sbatch":
+        if not rec.job_id:
+            raise KindslurmError(f"run {rec.run_id} has no job id yet (being submitted): try again in a moment")
         _slurm().cancel(rec.job_id)
-        click.echo(f"cancelled job {rec.job_id}; it tears down cluster {rec.cluster or '(not created yet)'}")
+        click.echo(f"cancelled job {rec.job_id}; it tears down cluster {cluster}")
+    elif rec.mode != "local" and rec.job_id and rec.step_id:
+        _slurm().cancel(rec.job_id, rec.step_id)
+        click.echo(f"cancelled step {rec.job_id}.{rec.step_id}; it tears down cluster {cluster}")
+    elif rec.mode == "srun":
+        if not rec.job_id:
+            raise KindslurmError(f"run {rec.run_id} is still waiting for srun to start it: press Ctrl-C where it runs")
+        _slurm().cancel(rec.job_id)
+        click.echo(f"cancelled job {rec.job_id}; it tears down cluster {cluster}")
+    elif rec.node and rec.node != socket.gethostname():
+        raise KindslurmError(f"run {rec.run_id} runs on node {rec.node}: run `kindslurm cancel {rec.run_id}` there")
     elif proc.alive(rec.pid, rec.pid_start):
         assert rec.pid
         os.kill(rec.pid, signal.SIGTERM)
-        click.echo(f"sent SIGTERM to local run {rec.run_id} (pid {rec.pid}); it tears down cluster {rec.cluster}")
+        click.echo(f"sent SIGTERM to {rec.mode} run {rec.run_id} (pid {rec.pid}); it tears down cluster {cluster}")
     else:
         raise KindslurmError(f"run {rec.run_id} has no live process: `kindslurm gc` removes what it left")
 

@@ -24,6 +24,10 @@ def cases(tmp_path: Path, script: Path) -> list[tuple[list[str], str]]:
     bad_yaml.write_text("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: x\n  labels: {a: [b}\n")
     no_kind = tmp_path / "nokind.yaml"
     no_kind.write_text("apiVersion: v1\nmetadata: {name: x}\n")
+    int_kind = tmp_path / "intkind.yaml"
+    int_kind.write_text("apiVersion: v1\nkind: 5\nmetadata: {name: x}\n")
+    str_meta = tmp_path / "strmeta.yaml"
+    str_meta.write_text("apiVersion: v1\nkind: Pod\nmetadata: foo\n")
     return [
         (["run", str(script), "--time", "2h"], "bad time limit '2h': use Slurm's format"),
         (["run", str(tmp_path / "missing.sh")], "workload script"),
@@ -38,6 +42,15 @@ def cases(tmp_path: Path, script: Path) -> list[tuple[list[str], str]]:
         (["run", str(script), "--mount", "/nonexistent-dir:/data"], "does not exist"),
         (["run", str(script), "--load-image", str(tmp_path / "none.tar")], "image archive"),
         (["run", str(script), "--timeout", "soon"], "bad timeout"),
+        (["run", str(script), "--timeout", "0"], "bad timeout '0': give a positive duration"),
+        (["run", str(script), "--time", "00:00:00"], "is zero, which Slurm reads as no limit"),
+        (["run", str(script), "--time", "UNLIMITED"], "give a finite time"),
+        (["run", str(script), "--sbatch-arg=--array=1-3"], "asks for a job array"),
+        (["run", str(script), "--sbatch-arg", "-a", "--sbatch-arg", "1-3"], "asks for a job array"),
+        (["run", str(script), "--sbatch-arg=--output=/tmp/x.out"], "would move the job output"),
+        (["run", str(script), "--sbatch-arg=--nodes=2"], "a kind cluster lives on one"),
+        (["run", str(script), "--manifest", str(int_kind)], "kind must be a string (got 5): write e.g. kind: Job"),
+        (["run", str(script), "--manifest", str(str_meta)], "metadata must be a mapping (got 'foo')"),
         (["run", str(script), "--srun", "--local"], "exclude each other"),
         (["run"], "nothing to run"),
         (["run", str(script), "--template", str(tmp_path / "none.j2")], "template"),
@@ -66,6 +79,38 @@ def test_bad_config_file(env: Env, tmp_path: Path, script: Path):
     res = env.ks("run", str(script))
     assert res.returncode == 64
     assert "unknown key 'partiton'" in res.stderr and "valid keys are" in res.stderr
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("workers: two\n", "`workers` must be a whole number (got 'two')"),
+    ("cpus: [1]\n", "`cpus` must be a whole number (got [1])"),
+    ('keep_on_failure: "no"\n', "`keep_on_failure` must be true or false (got 'no')"),
+    ("sbatch_args: --exclusive\n", 'use a list: sbatch_args: ["--exclusive"]'),
+    ("sbatch_args: [--array=1-3]\n", "asks for a job array"),
+    ("tools: [kind]\n", "`tools` must be a mapping of tool name to path"),
+])
+def test_bad_config_values_get_one_line_and_nothing_is_submitted(env: Env, tmp_path: Path, script: Path, text: str, expected: str):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    env.vars["KINDSLURM_CONFIG"] = str(cfg)
+    before = slurm_jobs()
+    res = env.ks("run", str(script))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 64, res.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"kindslurm: error: config file {cfg}: "), res.stderr
+    assert expected in lines[0]
+    assert slurm_jobs() == before and env.records() == []
+    jobs_root = Path(env.vars["XDG_DATA_HOME"]) / "kindslurm" / "jobs"
+    assert not jobs_root.exists() or not any(jobs_root.iterdir())
+
+
+def test_unquoted_time_in_the_config_is_not_read_as_5400_minutes(env: Env, tmp_path: Path, script: Path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("time: 1:30:00\n")
+    env.vars["KINDSLURM_CONFIG"] = str(cfg)
+    res = env.ks("run", str(script), "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert "#SBATCH --time=1:30:00\n" in res.stdout and "5400" not in res.stdout
 
 
 def test_unknown_run(env: Env):

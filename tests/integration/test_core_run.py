@@ -119,18 +119,35 @@ def test_kindslurm_run_inside_an_sbatch_allocation(env: Env, tmp_path: Path):
     wait_job_gone(job_id, timeout=300)
     rec = env.record(job_id)
     assert rec["mode"] == "inline" and rec["phase"] == "completed", out.read_text()
-    assert rec["cluster"].endswith(f"-{job_id}")
+    assert f"-{job_id}-" in rec["cluster"]
     check_hello_outputs(Path(rec["job_dir"]))
     assert "Hello from pod" in out.read_text()
     assert_no_leftovers(env, rec["cluster"])
 
 
 def test_kindslurm_run_inside_an_srun_step(env: Env):
-    """`srun -N1 kindslurm run workload.sh`: the step id makes the name unique."""
+    """`srun -N1 kindslurm run workload.sh`: the step id (and a run suffix) make the name unique."""
     res = sh(["srun", "-N1", "-c2", *KINDSLURM, "run", *HELLO], env=env.vars, cwd=str(REPO))
     assert res.returncode == 0, res.stdout + res.stderr
     rec = env.records()[-1]
     assert rec["mode"] == "inline" and rec["phase"] == "completed"
-    assert rec["cluster"].endswith(f"{rec['job_id']}-s0")
+    assert f"-{rec['job_id']}-s0-" in rec["cluster"] and rec["step_id"] == "0"
     check_hello_outputs(Path(rec["job_dir"]))
     assert_no_leftovers(env, rec["cluster"])
+
+
+def test_two_runs_in_one_allocation_each_get_their_own_cluster(env: Env, tmp_path: Path):
+    """Two `kindslurm run` in one salloc shell used to share `<prefix>-<job>`: the
+    second create failed and its teardown deleted the first run's live cluster."""
+    script = tmp_path / "w.sh"
+    script.write_text("#!/bin/bash\nset -e\nkubectl get nodes -o name\nsleep 8\nkubectl get nodes -o name\necho still-mine\n")
+    both = f"{' '.join(KINDSLURM)} run {script} & {' '.join(KINDSLURM)} run {script} & wait %1; a=$?; wait %2; b=$?; echo rc=$a,$b"
+    res = sh(["salloc", "-N1", "-c2", "bash", "-c", both], env=env.vars, cwd=str(REPO), timeout=500)
+    assert "rc=0,0" in res.stdout, res.stdout + res.stderr
+    recs = env.records()
+    assert len(recs) == 2 and {r["mode"] for r in recs} == {"inline"}
+    assert recs[0]["job_id"] == recs[1]["job_id"] and recs[0]["cluster"] != recs[1]["cluster"]
+    for r in recs:
+        assert r["phase"] == "completed" and r["exit_code"] == 0, r
+        assert "still-mine" in (Path(r["job_dir"]) / "workload.log").read_text()
+        assert_no_leftovers(env, r["cluster"])

@@ -36,4 +36,4 @@ def test_srun_argv_carries_the_warning_signal_and_options():
     assert argv[0] == "/opt/srun"
     assert "--signal=USR1@45" in argv and "--partition=p" in argv and "--cpus-per-task=4" in argv
     assert "--qos=q" in argv and not any(a.startswith("--gpus") for a in argv)
-    assert argv[-4:] == ["--exclusive", "py", "node-run", "s"]
+    assert argv[-5:] == ["--exclusive", "--", "py", "node-run", "s"]
