@@ -20,25 +20,41 @@ KS=${KINDSLURM_BIN:-/usr/local/bin/kindslurm}
 [ -x "$KS" ] || exit 0
 LOG=${KINDSLURM_EPILOG_LOG:-/var/log/slurm/kindslurm-epilog.log}
 
-# Every place kindslurm may keep this user's markers (paths.runtime_dir()).
-dirs="/run/user/$uid/kindslurm/creating /tmp/kindslurm-$uid/creating"
-[ "$uid" = 0 ] && dirs="/run/kindslurm/creating $dirs"
+# Where this user's markers are (kindslurm.paths.runtime_dir): root's always in
+# /run/kindslurm; anyone else's under XDG_RUNTIME_DIR, else in the default state
+# directory, one per host. A directory we cannot read (a root-squashed home)
+# cannot tell us anything: then gc runs.
+home=
+if [ "$uid" = 0 ]; then
+    dirs=/run/kindslurm/creating
+else
+    home=$(getent passwd "$SLURM_JOB_USER" | cut -d: -f6)
+    dirs="/run/user/$uid/kindslurm/creating"
+    [ -n "$home" ] && dirs="$dirs $home/.local/state/kindslurm/run/$(uname -n)/creating"
+fi
 pattern="\"job_id\"[[:space:]]*:[[:space:]]*\"?$SLURM_JOB_ID\"?[[:space:]]*[,}]"
 named=
 for d in $dirs; do
-    [ -d "$d" ] || continue
-    if grep -Eqs -e "$pattern" -- "$d"/* 2>/dev/null; then
-        named=yes
-        break
+    if [ -d "$d" ]; then
+        if [ ! -r "$d" ] || [ ! -x "$d" ]; then
+            named=unsure
+        elif grep -Eqs -e "$pattern" -- "$d"/* 2>/dev/null; then
+            named=yes
+        fi
+    else
+        up=${d%/*}
+        while [ -n "$up" ] && [ ! -e "$up" ]; do up=${up%/*}; done
+        if [ -n "$up" ] && { [ ! -r "$up" ] || [ ! -x "$up" ]; }; then
+            named=unsure
+        fi
     fi
+    [ -n "$named" ] && break
 done
 [ -n "$named" ] || exit 0
 
 if [ "$uid" = 0 ]; then
-    [ -d /run/user/0 ] && export XDG_RUNTIME_DIR=/run/user/0
     timeout 120 "$KS" gc --job "$SLURM_JOB_ID" --quiet >>"$LOG" 2>&1
 else
-    home=$(getent passwd "$SLURM_JOB_USER" | cut -d: -f6)
     timeout 120 runuser -u "$SLURM_JOB_USER" -- env HOME="$home" \
         XDG_RUNTIME_DIR="/run/user/$uid" "$KS" gc --job "$SLURM_JOB_ID" --quiet >>"$LOG" 2>&1
 fi

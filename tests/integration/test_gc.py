@@ -306,6 +306,38 @@ def test_epilog_script_runs_gc_only_for_a_job_a_marker_names(tmp_path: Path):
         exact.unlink(missing_ok=True)
 
 
+@pytest.mark.skipif(not Path("/run/user").is_dir() or Path("/run/user/65534").exists(),
+                    reason="needs /run/user without a directory for nobody")
+def test_epilog_script_for_another_user_looks_in_their_runtime_dir(tmp_path: Path):
+    """The non-root branch, for real: markers under /run/user/UID, gc run as that user."""
+    import shutil
+
+    shared = Path(f"/tmp/ks-epilog-{secrets.token_hex(3)}")  # nobody must run the fake and write its calls
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    runtime = Path("/run/user/65534")
+    try:
+        calls = shared / "calls"
+        ks = fake_tool(shared / "kindslurm", calls, exit_code=0)
+        job = str(8_000_000 + secrets.randbelow(1_000_000))
+        epilog_env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": job, "SLURM_JOB_UID": "65534", "SLURM_JOB_USER": "nobody",
+                      "KINDSLURM_BIN": str(ks), "KINDSLURM_EPILOG_LOG": str(tmp_path / "epilog.log")}
+        res = sh(["sh", str(REPO / "setup/epilog.sh")], env=epilog_env)
+        assert res.returncode == 0 and not calls.exists(), "the Epilog started kindslurm for a job nothing names"
+        creating = runtime / "kindslurm" / "creating"
+        creating.mkdir(parents=True, mode=0o700)
+        (creating / f"ks-nobody-{job}").write_text(json.dumps({"pid": 1, "job_id": job}))
+        for d in (runtime, runtime / "kindslurm", creating):
+            os.chown(d, 65534, 65534)
+        res = sh(["sh", str(REPO / "setup/epilog.sh")], env=epilog_env)
+        assert res.returncode == 0, res.stderr
+        assert calls.read_text().split()[1:] == ["gc", "--job", job, "--quiet"], (tmp_path / "epilog.log").read_text()
+        assert calls.stat().st_uid == 65534, "gc must run as the job's user"
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 def test_gc_keeps_fresh_clusters_and_honours_older_than(env: Env, fakes: list[str]):
     done = sbatch("--wrap", "true", env=env)
     wait_job_gone(done)
