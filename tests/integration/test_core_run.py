@@ -141,7 +141,8 @@ def test_two_runs_in_one_allocation_each_get_their_own_cluster(env: Env, tmp_pat
     second create failed and its teardown deleted the first run's live cluster."""
     script = tmp_path / "w.sh"
     script.write_text("#!/bin/bash\nset -e\nkubectl get nodes -o name\nsleep 8\nkubectl get nodes -o name\necho still-mine\n")
-    both = f"{' '.join(KINDSLURM)} run {script} & {' '.join(KINDSLURM)} run {script} & wait %1; a=$?; wait %2; b=$?; echo rc=$a,$b"
+    ks = f"{' '.join(KINDSLURM)} run {script}"
+    both = f"{ks} & p1=$!; {ks} & p2=$!; wait $p1; a=$?; wait $p2; b=$?; echo rc=$a,$b"
     res = sh(["salloc", "-N1", "-c2", "bash", "-c", both], env=env.vars, cwd=str(REPO), timeout=500)
     assert "rc=0,0" in res.stdout, res.stdout + res.stderr
     recs = env.records()
