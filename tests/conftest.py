@@ -18,6 +18,12 @@ def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("KINDSLURM_CONFIG", raising=False)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.delenv("SLURM_STEP_ID", raising=False)
+    rundir = tmp_path / "rundir"  # markers and locks of in-process tests stay out of the real /run/kindslurm
+    rundir.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(rundir))
+    from kindslurm import paths
+
+    monkeypatch.setattr(paths, "ROOT_RUNTIME_DIR", rundir / "kindslurm")
     return tmp_path
 
 
