@@ -112,6 +112,9 @@ def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, 
     else:
         mode = launch.placement(force_submit=force_submit or dry_run)
     spec = specmod.build(cfg, mode=mode, script=script, script_args=list(script_args), manifests=list(manifests), name=name)
+    from kindslurm import allocation
+
+    spec.in_allocation = mode in ("inline", "srun") and allocation.current() is not None
     slurm = Slurm(cfg.tools)
     if mode in ("sbatch", "srun"):
         slurm.check_partition(spec.partition)

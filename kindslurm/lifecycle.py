@@ -205,7 +205,9 @@ class Lifecycle:
         )
         if alloc:
             fields["job_id"] = alloc.job_id
-            fields["step_id"] = alloc.step_id
+            # a step only matters inside someone's allocation: an srun that made its own job is cancelled whole
+            if self.spec.mode == "inline" or (self.spec.mode == "srun" and self.spec.in_allocation):
+                fields["step_id"] = alloc.step_id
         if state.update(self.spec.run_id, **fields) is None:
             state.save(state.Record(run_id=self.spec.run_id, mode=self.spec.mode, user=self.spec.user, job_dir=self.spec.job_dir, prefix=self.spec.prefix, **fields))
 

@@ -32,6 +32,7 @@ class JobSpec:
     job_dir: str
     script: str | None = None
     script_origin: str | None = None  # where the staged copy in `script` came from: the workload's $0
+    in_allocation: bool = False  # submitted from inside an allocation: cancel then stops only the run's step
     script_args: list[str] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
     load_images: list[str] = field(default_factory=list)

@@ -177,3 +177,15 @@ def test_a_lost_sbatch_answer_keeps_the_job_directory(spec, mocker, tmp_path):
     spec.job_dir = str(tmp_path / "job2")
     assert launch.submit_batch(spec, Config(), slurm) == "4242"
     assert state.load("r2").job_id == "4242"
+
+
+@pytest.mark.parametrize("mode,in_allocation,step", [("srun", False, None), ("srun", True, "3"), ("inline", False, "3")])
+def test_only_a_run_inside_someones_allocation_records_its_step(spec, mocker, monkeypatch, mode, in_allocation, step):
+    """cancel stops a recorded step only; an srun that made its own job is cancelled whole."""
+    monkeypatch.setenv("SLURM_JOB_ID", "99")
+    monkeypatch.setenv("SLURM_STEP_ID", "3")
+    spec.mode, spec.in_allocation = mode, in_allocation
+    lc = Lifecycle(spec, mocker.Mock())
+    lc._register()
+    rec = state.load("r1")
+    assert rec.job_id == "99" and rec.step_id == step
