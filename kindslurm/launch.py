@@ -8,13 +8,12 @@ the job directory and state record it created are removed again.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 from pathlib import Path
 
-from kindslurm import exitcodes, paths, proc, render, state
+from kindslurm import exitcodes, paths, render, state
 from kindslurm.config import Config
 from kindslurm.errors import CommandTimeout, KindslurmError, SchedulerError
 from kindslurm.paths import JobPaths
@@ -55,7 +54,7 @@ def submit_batch(spec: JobSpec, cfg: Config, slurm: Slurm) -> str:
         job_id = slurm.submit(str(job.batch_script), extra=[f"--comment={submit_comment(spec.run_id)}"])
     except CommandTimeout:
         # slurmctld may have queued the job all the same: never drop its directory then
-        found = find_submitted(slurm, spec.run_id)
+        found = slurm.find_by_comment(spec.user, submit_comment(spec.run_id))
         if found is None:
             state.update(spec.run_id, phase="unknown", reason="sbatch did not answer")
             raise SchedulerError(
@@ -68,22 +67,6 @@ def submit_batch(spec: JobSpec, cfg: Config, slurm: Slurm) -> str:
         raise
     state.update(spec.run_id, job_id=job_id)
     return job_id
-
-
-def find_submitted(slurm: Slurm, run_id: str) -> str | None:
-    """The job a lost sbatch answer belongs to, by the comment submit_batch set."""
-    import getpass
-
-    try:
-        res = proc.run([slurm._t("squeue"), "-h", "-u", getpass.getuser(), "-t", "all", "-o", "%i|%k"],
-                       check=False, timeout=30)
-    except KindslurmError:
-        return None
-    for line in res.stdout.splitlines() if res.ok else []:
-        job_id, _, comment = line.partition("|")
-        if comment.strip() == submit_comment(run_id):
-            return job_id.strip()
-    return None
 
 
 def srun_command(spec: JobSpec, cfg: Config, slurm: Slurm) -> list[str]:

@@ -3,7 +3,6 @@ answers never stand in for it; array and het-job ids never crash a lookup."""
 
 from __future__ import annotations
 
-import subprocess
 from typing import Callable
 
 import pytest
@@ -11,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kindslurm import proc, slurm
-from kindslurm.errors import KindslurmError
+from kindslurm.errors import CommandTimeout, KindslurmError
 from kindslurm.slurm import Slurm, StatesUnknown
 
 Answer = tuple[int, str, str]
@@ -65,7 +64,7 @@ def test_a_missing_or_hung_squeue_is_unknown_not_a_crash(monkeypatch):
         Slurm().states(["7"])
 
     def hung() -> Answer:
-        raise subprocess.TimeoutExpired("squeue", 30)
+        raise CommandTimeout(["squeue"], 30)  # what proc.run raises for a hung tool
 
     fake_tools(monkeypatch, hung, (1, "", ""))
     with pytest.raises(StatesUnknown):

@@ -168,11 +168,11 @@ def test_a_lost_sbatch_answer_keeps_the_job_directory(spec, mocker, tmp_path):
     spec.mode = "sbatch"
     slurm = mocker.Mock()
     slurm.submit.side_effect = CommandTimeout(["sbatch"], 60)
-    mocker.patch("kindslurm.launch.find_submitted", return_value=None)
+    slurm.find_by_comment.return_value = None
     with pytest.raises(SchedulerError, match="job directory .* was kept"):
         launch.submit_batch(spec, Config(), slurm)
     assert Path(spec.job_dir, "batch.sh").exists() and state.load("r1") is not None
-    mocker.patch("kindslurm.launch.find_submitted", return_value="4242")
+    slurm.find_by_comment.return_value = "4242"
     spec.run_id = "r2"
     spec.job_dir = str(tmp_path / "job2")
     assert launch.submit_batch(spec, Config(), slurm) == "4242"
