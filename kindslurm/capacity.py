@@ -122,6 +122,27 @@ def check(nodes: int, storage: str = "/var/lib/containers/storage", booting: int
     return checks
 
 
+def marker_alive(marker: dict[str, Any] | None) -> bool:
+    pid, start = (marker or {}).get("pid"), (marker or {}).get("start")
+    return isinstance(pid, int) and pid > 0 and proc.alive(pid, start if isinstance(start, str) else None)
+
+
+def read_markers() -> dict[str, dict[str, Any]]:
+    """This node's creation markers by cluster name; an unreadable one still
+    proves kindslurm made the cluster, it just tells nothing more."""
+    d = paths.markers_dir()
+    out: dict[str, dict[str, Any]] = {}
+    for p in sorted(d.iterdir()) if d.is_dir() else []:
+        if p.name.startswith(".") or not p.is_file():
+            continue  # write_private's half-written temporaries
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError):
+            data = {}
+        out[p.name] = data if isinstance(data, dict) else {}
+    return out
+
+
 def write_marker(marker: Path, nodes: int, booting: bool, owner: dict[str, Any] | None = None) -> None:
     """The creation marker: whose cluster this is (gc reads job_id, run_id,
     kubeconfig and state_dir from it, even when it cannot see the record) and
@@ -148,7 +169,7 @@ def claim(marker: Path) -> None:
             data = json.loads(marker.read_text())
         except (OSError, ValueError):
             data = {}
-        if proc.alive(int(data.get("pid") or 0), data.get("start")):
+        if marker_alive(data if isinstance(data, dict) else {}):
             raise ClusterExistsError(
                 f"cluster name {marker.name} is in use by pid {data.get('pid')} on this node: pick another --name"
             ) from None
@@ -162,16 +183,8 @@ def reserve(marker: Path, nodes: int, owner: dict[str, Any] | None = None) -> No
     from kindslurm.kind_podman import local_lock
 
     with local_lock("capacity"):
-        booting = 0
-        for m in paths.markers_dir().glob("*") if paths.markers_dir().is_dir() else []:
-            if m.name == marker.name:
-                continue
-            try:
-                data = json.loads(m.read_text())
-            except (OSError, ValueError):
-                continue
-            if data.get("booting") and proc.alive(int(data.get("pid", 0)), data.get("start")):
-                booting += int(data.get("nodes", 1))
+        booting = sum(int(data.get("nodes") or 1) for name, data in read_markers().items()
+                      if name != marker.name and data.get("booting") and marker_alive(data))
         for c in check(nodes, booting=booting):
             if c.status != OK:
                 raise PreflightError(c.line)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kindslurm import paths, proc, state
+from kindslurm.capacity import marker_alive, read_markers
 from kindslurm.errors import KindslurmError
 from kindslurm.kind_podman import KindPodman, local_lock
 from kindslurm.provider import ClusterResources
@@ -65,27 +66,6 @@ class Owner:
             if isinstance(source, str) and Path(source).name == f"{self.name}.yaml":
                 return Path(source)
         return paths.kubeconfigs_dir() / f"{self.name}.yaml"
-
-
-def _marker_alive(marker: dict[str, Any] | None) -> bool:
-    pid, start = (marker or {}).get("pid"), (marker or {}).get("start")
-    return isinstance(pid, int) and pid > 0 and proc.alive(pid, start if isinstance(start, str) else None)
-
-
-def read_markers() -> dict[str, dict[str, Any]]:
-    """This node's creation markers by cluster name; an unreadable one still
-    proves kindslurm made the cluster, it just tells nothing more."""
-    d = paths.markers_dir()
-    out: dict[str, dict[str, Any]] = {}
-    for p in sorted(d.iterdir()) if d.is_dir() else []:
-        if p.name.startswith(".") or not p.is_file():
-            continue  # write_private's half-written temporaries
-        try:
-            data = json.loads(p.read_text())
-        except (OSError, ValueError):
-            data = {}
-        out[p.name] = data if isinstance(data, dict) else {}
-    return out
 
 
 class Collector:
@@ -168,7 +148,7 @@ class Collector:
         return young, "being submitted" if young else "submission never completed"
 
     def _owner_live(self, owner: Owner, res: ClusterResources | None) -> tuple[bool, str]:
-        if _marker_alive(owner.marker):
+        if marker_alive(owner.marker):
             return True, f"being created or used by pid {(owner.marker or {}).get('pid')}"
         newest = max((c.created for c in res.containers), default=0.0) if res else 0.0
         if self.job is None and newest and self.now() - newest < self.grace:
@@ -259,7 +239,7 @@ class Collector:
         mdir = paths.markers_dir()
         for name, marker in markers.items():
             owner = owners[name]
-            if name in keep or not self._wanted(owner.job_id) or _marker_alive(marker):
+            if name in keep or not self._wanted(owner.job_id) or marker_alive(marker):
                 continue
             p = mdir / name
             try:
