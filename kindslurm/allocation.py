@@ -11,7 +11,12 @@ import os
 import re
 import socket
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+from kindslurm import naming
+
+if TYPE_CHECKING:
+    from kindslurm.spec import JobSpec
 
 _GROUP = re.compile(r"\[([^\]]*)\]")
 
@@ -99,3 +104,15 @@ def placement(environ: Mapping[str, str] = os.environ, hostname: str | None = No
     if alloc is None:
         return None
     return "inline" if alloc.includes(hostname or socket.gethostname()) else "srun"
+
+
+def cluster_name(spec: "JobSpec", environ: Mapping[str, str] = os.environ) -> str:
+    """sbatch runs are alone in their job: `<prefix>-<job>`. Runs inside an
+    allocation (inline, srun) may share it with other runs, so their names also
+    carry the step, the task and a piece of the run id."""
+    alloc = current(environ)
+    if spec.mode == "local" or alloc is None:
+        return naming.local_cluster_name(spec.prefix)
+    if spec.mode == "sbatch":
+        return naming.slurm_cluster_name(spec.prefix, alloc.job_id)
+    return naming.allocation_cluster_name(spec.prefix, alloc.job_id, spec.run_id, alloc.step_id, alloc.proc_id)

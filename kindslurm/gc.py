@@ -11,7 +11,6 @@ which only the node its record names can tell.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time

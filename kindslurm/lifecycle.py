@@ -18,19 +18,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-from kindslurm import exitcodes, naming, paths, preflight, proc, state
+from kindslurm import allocation, exitcodes, harvest, paths, preflight, proc, state
 from kindslurm.errors import ClusterExistsError, CommandError, KindslurmError, PreflightError
 from kindslurm.kind_podman import KindPodman
 from kindslurm.paths import JobPaths
 from kindslurm.spec import JobSpec
-
-DELETE_RESERVE = 12.0  # seconds of the teardown budget kept for deleting the cluster (measured 3.5-6 s)
-HARVEST_RESERVE = 6.0  # and for saving logs and events after a time-limit warning
-MARGIN = 3.0  # seconds before Slurm's next signal that teardown aims to be done
-IDLE_BUDGET = 120.0  # teardown budget when no signal set a deadline
-
+from kindslurm.teardown import HARVEST_RESERVE, Teardown, kill_wait
 
 class Interrupt(BaseException):
     """A signal asked us to stop; BaseException so no `except Exception` swallows it."""
@@ -54,75 +49,13 @@ def _warm_import() -> None:
         pass  # the real import later reports it
 
 
-def cluster_name_for(spec: JobSpec, environ: Mapping[str, str] = os.environ) -> str:
-    """sbatch runs are alone in their job: `<prefix>-<job>`. Runs inside an
-    allocation (inline, srun) may share it with other runs, so their names also
-    carry the step, the task and a piece of the run id."""
-    from kindslurm import allocation
-
-    alloc = allocation.current(environ)
-    if spec.mode == "local" or alloc is None:
-        return naming.local_cluster_name(spec.prefix)
-    if spec.mode == "sbatch":
-        return naming.slurm_cluster_name(spec.prefix, alloc.job_id)
-    return naming.allocation_cluster_name(spec.prefix, alloc.job_id, spec.run_id, alloc.step_id, alloc.proc_id)
-
-
-class Teardown:
-    """The teardown's time budget, set by what ended the run: a time-limit
-    warning leaves `warning_seconds` before Slurm signals every process of the
-    job, a cancel leaves KillWait before SIGKILL, a normal end the job's own end
-    time. Harvest gets what is left after the delete's share is reserved."""
-
-    def __init__(self) -> None:
-        self.deadline: float | None = None
-
-    def start(self, seconds: float) -> None:
-        end = time.monotonic() + max(5.0, seconds - MARGIN)
-        self.deadline = end if self.deadline is None else min(self.deadline, end)
-
-    def start_default(self, environ: Mapping[str, str] = os.environ) -> None:
-        if self.deadline is not None:
-            return
-        seconds = IDLE_BUDGET
-        end = environ.get("SLURM_JOB_END_TIME", "")
-        if end.isdigit() and int(end) > 0:
-            seconds = min(seconds, int(end) - time.time())
-        self.start(seconds)
-
-    def left(self) -> float:
-        if self.deadline is None:
-            self.start_default()
-        assert self.deadline is not None
-        return max(0.0, self.deadline - time.monotonic())
-
-    def for_harvest(self) -> float:
-        return max(0.0, self.left() - DELETE_RESERVE)
-
-    def for_delete(self) -> float:
-        return max(5.0, self.left())
-
-
-def kill_wait(scontrol: str) -> float:
-    """Slurm's KillWait (seconds between SIGTERM and SIGKILL), default 30."""
-    try:
-        res = proc.run([scontrol, "show", "config"], check=False, timeout=10)
-    except KindslurmError:
-        return 30.0
-    for line in res.stdout.splitlines() if res.ok else []:
-        key, _, value = line.partition("=")
-        if key.strip() == "KillWait" and value.split() and value.split()[0].isdigit():
-            return float(value.split()[0])
-    return 30.0
-
-
 class Lifecycle:
     def __init__(self, spec: JobSpec, provider: Any = None, out: Any = None) -> None:
         self.spec = spec
         self.paths = JobPaths(Path(spec.job_dir))
         self.provider = provider or KindPodman(spec.tool("kind"), spec.tool("podman"))
         self.out = out or sys.stdout
-        self.cluster = cluster_name_for(spec)
+        self.cluster = allocation.cluster_name(spec)
         self.kubeconfig = paths.kubeconfigs_dir() / f"{self.cluster}.yaml"
         self.marker = paths.markers_dir() / self.cluster
         self.phases: list[dict[str, Any]] = []
@@ -193,8 +126,6 @@ class Lifecycle:
         return self.spec.mode != "local" and bool(os.environ.get("SLURM_JOB_ID"))
 
     def _register(self) -> None:
-        from kindslurm import allocation
-
         alloc = allocation.current() if self.spec.mode != "local" else None
         fields: dict[str, Any] = dict(
             cluster=self.cluster,
@@ -358,7 +289,7 @@ class Lifecycle:
             self.say(f"warning: could not confine nodes to the allocation: {e}")
 
     def _run_workload(self, deadline: float | None) -> int | None:
-        from kindslurm.workload import Workload
+        from kindslurm.workload import Workload, script_to_run
 
         spec = self.spec
         env = {
@@ -370,27 +301,12 @@ class Lifecycle:
             "KINDSLURM_JOB_DIR": spec.job_dir,
             "KINDSLURM_RUN_ID": spec.run_id,
         }
-        self.workload = Workload(self._script_to_run(), spec.script_args, cwd=spec.submit_dir, env=env,
+        self.workload = Workload(script_to_run(spec.script or "", spec.script_origin, self.say), spec.script_args, cwd=spec.submit_dir, env=env,
                                  log=self.paths.workload_log, out=self.out)
         rc = self.workload.run(deadline)
         if rc is None:
             self.say("workload timeout expired: the workload was stopped")
         return rc
-
-    def _script_to_run(self) -> str:
-        """The script as submitted. While the original is unchanged it runs from
-        its own path, so `$(dirname "$0")` and BASH_SOURCE find its sibling files;
-        if it was edited after submission, the submitted copy runs instead."""
-        copy, origin = self.spec.script or "", self.spec.script_origin
-        if not origin:
-            return copy
-        try:
-            if Path(origin).read_bytes() == Path(copy).read_bytes():
-                return origin
-        except OSError:
-            pass
-        self.say(f"warning: {origin} changed after submission: running the submitted copy {copy}")
-        return copy
 
     def _stop_workload_process(self) -> None:
         if self.workload is not None:
@@ -401,14 +317,8 @@ class Lifecycle:
         if self.kube is None:
             return
         self.tearing_down = True
-        try:
-            self._stop_workload_process()
-            budget = max(1.0, self.teardown.for_harvest() - HARVEST_RESERVE)
-            stopped = self.kube.terminate_workload(self.paths.pod_logs, budget)
-            if stopped:
-                self.say(f"stopped {len(stopped)} workload pod(s) with their termination grace")
-        except Exception as e:
-            self.say(f"warning: stopping workload pods failed: {e}")
+        self._best_effort("stop the workload", self._stop_workload_process)
+        harvest.terminate(self.kube, self.paths, max(1.0, self.teardown.for_harvest() - HARVEST_RESERVE), self.say)
 
     def _hold_for_debugging(self, status: str) -> str:
         self.say(
@@ -434,35 +344,7 @@ class Lifecycle:
                 self.paths.events.write_text("(no cluster API: no events)\n")
             return
         self.phase("collecting")
-        budget = self.teardown.for_harvest()
-        if budget < 1.0:
-            self.say("warning: no time left to collect logs before the cluster must go")
-            return
-        t0 = time.monotonic()
-        try:
-            n = self.kube.save_pod_logs(self.paths.pod_logs, timeout=budget * 0.8)
-            e = self.kube.save_events(self.paths.events, timeout=max(1.0, budget - (time.monotonic() - t0)))
-            self.say(f"saved {n} container log(s) and {e} event(s) to {self.paths.root}")
-        except Exception as e:
-            self.say(f"warning: log collection failed: {e}")
-        self._logs_from_nodes()
-
-    def _logs_from_nodes(self) -> None:
-        """Logs the API could not serve, from the kubelet's files, while the nodes still exist."""
-        reader = getattr(self.provider, "node_pod_log", None)
-        if reader is None:
-            return
-        for path in sorted(self.kube.unreadable):
-            if self.teardown.for_harvest() < 1.0:
-                return
-            container, pod, ns = path.stem, path.parent.name, path.parent.parent.name
-            try:
-                text = reader(self.cluster, ns, pod, container, timeout=min(10.0, self.teardown.for_harvest()))
-            except Exception:
-                continue
-            if text:
-                path.write_text(text)
-                self.kube.unreadable.discard(path)
+        harvest.collect(self.kube, self.provider, self.cluster, self.paths, self.teardown.for_harvest, self.say)
 
     def _teardown(self) -> list[str]:
         if not self.created:

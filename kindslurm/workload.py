@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO, Callable, Mapping
 
 
 def _die_with_parent() -> list[str]:
@@ -23,6 +23,21 @@ def _die_with_parent() -> list[str]:
     if setpriv and subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True).returncode == 0:
         return [setpriv, "--pdeathsig", "KILL", "--"]
     return []
+
+
+def script_to_run(copy: str, origin: str | None, say: Callable[[str], None]) -> str:
+    """The script as submitted. While the original is unchanged it runs from
+    its own path, so `$(dirname "$0")` and BASH_SOURCE find its sibling files;
+    if it was edited after submission, the submitted copy runs instead."""
+    if not origin:
+        return copy
+    try:
+        if Path(origin).read_bytes() == Path(copy).read_bytes():
+            return origin
+    except OSError:
+        pass
+    say(f"warning: {origin} changed after submission: running the submitted copy {copy}")
+    return copy
 
 
 class Workload:

@@ -2,7 +2,6 @@
 clash between runs sharing one."""
 
 from kindslurm import allocation, naming
-from kindslurm.lifecycle import cluster_name_for
 from kindslurm.spec import JobSpec
 
 
@@ -35,8 +34,8 @@ def _spec(mode: str, run_id: str) -> JobSpec:
 
 def test_two_runs_in_one_allocation_get_different_names():
     env = {"SLURM_JOB_ID": "31", "SLURM_JOB_NODELIST": "n1"}
-    a = cluster_name_for(_spec("inline", "20261202-101010-aaaaaa"), env)
-    b = cluster_name_for(_spec("inline", "20261202-101010-bbbbbb"), env)
+    a = allocation.cluster_name(_spec("inline", "20261202-101010-aaaaaa"), env)
+    b = allocation.cluster_name(_spec("inline", "20261202-101010-bbbbbb"), env)
     assert a != b and a.startswith("ks-u-31-") and b.startswith("ks-u-31-")
     assert all(naming.KIND_NAME.match(n) for n in (a, b))
 
@@ -44,12 +43,12 @@ def test_two_runs_in_one_allocation_get_different_names():
 def test_tasks_of_one_srun_step_get_different_names():
     env = {"SLURM_JOB_ID": "31", "SLURM_STEP_ID": "2", "SLURM_JOB_NODELIST": "n1"}
     spec = _spec("srun", "20261202-101010-cccccc")
-    names = {cluster_name_for(spec, {**env, "SLURM_PROCID": str(i)}) for i in range(3)}
+    names = {allocation.cluster_name(spec, {**env, "SLURM_PROCID": str(i)}) for i in range(3)}
     assert len(names) == 3 and all("-s2-" in n for n in names)
 
 
 def test_an_sbatch_run_keeps_the_plain_job_name():
-    assert cluster_name_for(_spec("sbatch", "r"), {"SLURM_JOB_ID": "77"}) == "ks-u-77"
+    assert allocation.cluster_name(_spec("sbatch", "r"), {"SLURM_JOB_ID": "77"}) == "ks-u-77"
 
 
 def test_longest_allocation_name_stays_within_kinds_limit():

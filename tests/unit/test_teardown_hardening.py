@@ -15,7 +15,8 @@ import pytest
 from kindslurm import capacity, exitcodes, paths, state
 from kindslurm.errors import ClusterExistsError
 from kindslurm.kube import Kube, parse_cri_log
-from kindslurm.lifecycle import MARGIN, Lifecycle, Teardown
+from kindslurm.lifecycle import Lifecycle
+from kindslurm.teardown import MARGIN, Teardown
 from kindslurm.spec import JobSpec
 
 
