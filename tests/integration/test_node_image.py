@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kindslurm import preflight
+from kindslurm.node import preflight
 from kindslurm.errors import PreflightError
-from kindslurm.kind_podman import KindPodman
+from kindslurm.cluster.kind_podman import KindPodman
 
 from .conftest import Env
 

@@ -1,7 +1,8 @@
 """Where `kindslurm run` goes inside an allocation, and cluster names that never
 clash between runs sharing one."""
 
-from kindslurm import allocation, naming
+from kindslurm.node import allocation
+from kindslurm import naming
 from kindslurm.spec import JobSpec
 
 

@@ -1,4 +1,4 @@
-from kindslurm import capacity
+from kindslurm.node import capacity
 
 
 def test_this_host_has_room_for_one_node():

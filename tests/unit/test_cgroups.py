@@ -1,6 +1,6 @@
 import os
 
-from kindslurm import cgroups
+from kindslurm.node import cgroups
 
 
 def test_own_process_limits_are_readable():

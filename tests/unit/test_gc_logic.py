@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from kindslurm import gc, paths, proc, state
-from kindslurm.provider import ClusterResources, NodeContainer
-from kindslurm.slurm import JobState, StatesUnknown
+from kindslurm.node import gc
+from kindslurm import paths, proc, records
+from kindslurm.cluster.provider import ClusterResources, NodeContainer
+from kindslurm.scheduler.slurm import JobState, StatesUnknown
 
 HOST = "node-a"
 OLD = time.time() - 3600
@@ -72,11 +73,11 @@ def node(xdg: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return xdg
 
 
-def record(run_id: str, **kw: Any) -> state.Record:
+def record(run_id: str, **kw: Any) -> records.Record:
     kw.setdefault("mode", "sbatch")
     kw.setdefault("phase", "running")
-    rec = state.Record(run_id=run_id, user="u", job_dir=f"/nonexistent/{run_id}", **kw)
-    state.save(rec)
+    rec = records.Record(run_id=run_id, user="u", job_dir=f"/nonexistent/{run_id}", **kw)
+    records.save(rec)
     return rec
 
 
@@ -134,7 +135,7 @@ def test_a_live_local_run_on_another_node_is_kept(node):
     plan = planned(c)
     assert ("record", "r-elsewhere") not in plan
     assert ("record", "r-here") in plan and ("cluster", "c-here") in plan
-    assert c._record_live(state.load("r-elsewhere"))[1] == "on node node-b: only gc there can tell"
+    assert c._record_live(records.load("r-elsewhere"))[1] == "on node node-b: only gc there can tell"
 
 
 def test_a_live_local_run_on_this_node_is_kept(node):
@@ -219,7 +220,7 @@ def test_record_and_marker_stay_while_their_cluster_could_not_be_removed(node):
     actions = {(a.kind, a.name): a for a in collector(FakeProvider("c-stuck", fail=("c-stuck",)), FakeSlurm()).run()}
     assert actions[("cluster", "c-stuck")].failed
     assert actions[("record", "r-stuck")].failed and actions[("marker", "c-stuck")].failed
-    assert state.load("r-stuck") is not None and m.exists()
+    assert records.load("r-stuck") is not None and m.exists()
 
 
 def test_a_marker_pointing_at_an_odd_kubeconfig_removes_only_the_clusters_own(node, tmp_path):

@@ -15,11 +15,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kindslurm import kindconfig, launch, render
+from kindslurm.cluster import kindconfig
+from kindslurm import api
+from kindslurm.scheduler import render
 from kindslurm.config import Config
 from kindslurm.errors import SpecError
 from kindslurm.paths import JobPaths
-from kindslurm.slurm import Slurm
+from kindslurm.scheduler.slurm import Slurm
 from kindslurm.spec import JobSpec
 
 FRAGMENTS = ["'", '"', "\\", "$(id)", "`id`", ";", "&&", "|", "%", "%j", "\n", "\r", "\t", " ", "-", "--", "#", "*",
@@ -235,7 +237,7 @@ def test_srun_argv_keeps_each_value_in_its_own_option(job_name: str, time: str, 
 def test_srun_command_of_a_run(field: str, value: str, configured: str | None) -> None:
     spec = base_spec(mode="srun", **{field: value})
     try:
-        argv = launch.srun_command(spec, Config(kindslurm_command=configured), Slurm())
+        argv = api.srun_command(spec, Config(kindslurm_command=configured), Slurm())
     except SpecError:
         return
     program = render.kindslurm_command(configured)

@@ -1,4 +1,4 @@
-from kindslurm import kindconfig
+from kindslurm.cluster import kindconfig
 from kindslurm.spec import JobSpec
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kindslurm import exitcodes, state
+from kindslurm import exitcodes, records
 from kindslurm.errors import ClusterCreateError
-from kindslurm.lifecycle import Interrupt, Lifecycle
+from kindslurm.node.lifecycle import Interrupt, Lifecycle
 from kindslurm.spec import JobSpec
 
 
@@ -23,8 +23,8 @@ def spec(no_site_config, tmp_path):
 
 @pytest.fixture
 def quiet_checks(mocker):
-    mocker.patch("kindslurm.preflight.run_checks", return_value=[])
-    mocker.patch("kindslurm.capacity.check", return_value=[])
+    mocker.patch("kindslurm.node.preflight.run_checks", return_value=[])
+    mocker.patch("kindslurm.node.capacity.check", return_value=[])
 
 
 def test_create_failure_tears_down_and_records_71(spec, quiet_checks, mocker, capsys):
@@ -37,20 +37,20 @@ def test_create_failure_tears_down_and_records_71(spec, quiet_checks, mocker, ca
     summary = json.loads(Path(spec.job_dir, "summary.json").read_text())
     assert summary["status"] == "failed" and summary["exit_code"] == 71
     assert [p["name"] for p in summary["phases"]] == ["preflight", "creating", "tearing-down"]
-    rec = state.load("r1")
+    rec = records.load("r1")
     assert rec.phase == "failed" and rec.exit_code == 71 and not rec.live
     assert Path(spec.job_dir, "exitcode").read_text() == "71\n"
 
 
 def test_preflight_failure_boots_nothing(spec, mocker):
-    from kindslurm.preflight import Check
+    from kindslurm.node.preflight import Check
 
-    mocker.patch("kindslurm.preflight.run_checks", return_value=[Check("cgroup", "error", "no v2", "use v2")])
+    mocker.patch("kindslurm.node.preflight.run_checks", return_value=[Check("cgroup", "error", "no v2", "use v2")])
     provider = mocker.Mock()
     assert Lifecycle(spec, provider).run() == exitcodes.PREFLIGHT
     provider.create.assert_not_called()
     provider.delete.assert_not_called()
-    assert state.load("r1").reason == "cgroup: no v2: use v2"
+    assert records.load("r1").reason == "cgroup: no v2: use v2"
 
 
 @pytest.mark.parametrize("signum,status,code", [(signal.SIGTERM, "cancelled", 143), (signal.SIGINT, "interrupted", 130),
@@ -89,7 +89,7 @@ def test_teardown_leftovers_are_reported(spec, quiet_checks, mocker):
     provider.create.side_effect = ClusterCreateError("boom")
     provider.delete.return_value = ["ks-t: container x"]
     Lifecycle(spec, provider).run()
-    assert "teardown left ks-t: container x (run `kindslurm gc`)" in state.load("r1").reason
+    assert "teardown left ks-t: container x (run `kindslurm gc`)" in records.load("r1").reason
 
 
 def test_interrupt_is_not_an_exception():

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from kindslurm import hostsysctl, paths, render
+from kindslurm.node import hostsysctl
+from kindslurm import paths
+from kindslurm.scheduler import render
 from kindslurm.errors import PreflightError
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kindslurm import render
+from kindslurm.scheduler import render
 from kindslurm.errors import SpecError
 from kindslurm.spec import JobSpec
 

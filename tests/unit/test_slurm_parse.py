@@ -1,6 +1,6 @@
 import pytest
 
-from kindslurm import slurm
+from kindslurm.scheduler import slurm
 from kindslurm.errors import SchedulerError
 
 

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kindslurm import proc, slurm
+from kindslurm import proc
+from kindslurm.scheduler import slurm
 from kindslurm.errors import CommandTimeout, KindslurmError
-from kindslurm.slurm import Slurm, StatesUnknown
+from kindslurm.scheduler.slurm import Slurm, StatesUnknown
 
 Answer = tuple[int, str, str]
 

@@ -101,19 +101,19 @@ def test_missing_explicit_config(no_site_config, monkeypatch, tmp_path):
 
 
 def test_state_records_are_private(no_site_config):
-    from kindslurm import paths, state
+    from kindslurm import paths, records
 
-    state.save(state.Record(run_id="r1", mode="local", user="u", job_dir="/x"))
+    records.save(records.Record(run_id="r1", mode="local", user="u", job_dir="/x"))
     p = paths.records_dir() / "r1.json"
     assert stat.S_IMODE(p.stat().st_mode) == 0o600
     assert stat.S_IMODE(paths.records_dir().stat().st_mode) == 0o700
-    state.update("r1", phase="creating", job_id="9")
-    got = state.find("9")
+    records.update("r1", phase="creating", job_id="9")
+    got = records.find("9")
     assert got is not None and got.phase == "creating" and "creating" in got.phases and got.live
-    state.update("r1", phase="completed")
-    assert not state.load("r1").live
-    state.remove("r1")
-    assert state.load("r1") is None and not list(paths.records_dir().iterdir())
+    records.update("r1", phase="completed")
+    assert not records.load("r1").live
+    records.remove("r1")
+    assert records.load("r1") is None and not list(paths.records_dir().iterdir())
 
 
 # -- manifests are type-checked the way the node reads them -----------------

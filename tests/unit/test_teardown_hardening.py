@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from kindslurm import capacity, exitcodes, paths, state
+from kindslurm.node import capacity
+from kindslurm import exitcodes, paths, records
 from kindslurm.errors import ClusterExistsError
 from kindslurm.kube import Kube, parse_cri_log
-from kindslurm.lifecycle import Lifecycle
-from kindslurm.teardown import MARGIN, Teardown
+from kindslurm.node.lifecycle import Lifecycle
+from kindslurm.node.teardown import MARGIN, Teardown
 from kindslurm.spec import JobSpec
 
 
@@ -28,9 +29,9 @@ def spec(no_site_config, tmp_path):
 
 @pytest.fixture
 def quiet_checks(mocker):
-    mocker.patch("kindslurm.preflight.run_checks", return_value=[])
-    mocker.patch("kindslurm.capacity.check", return_value=[])
-    mocker.patch("kindslurm.capacity.release", return_value={})
+    mocker.patch("kindslurm.node.preflight.run_checks", return_value=[])
+    mocker.patch("kindslurm.node.capacity.check", return_value=[])
+    mocker.patch("kindslurm.node.capacity.release", return_value={})
 
 
 def test_a_full_quota_does_not_skip_the_delete(spec, quiet_checks, mocker):
@@ -40,7 +41,7 @@ def test_a_full_quota_does_not_skip_the_delete(spec, quiet_checks, mocker):
 
     def run_filling_the_quota():
         lc.created = True
-        mocker.patch("kindslurm.state.update", side_effect=OSError(errno.EDQUOT, "Disk quota exceeded"))
+        mocker.patch("kindslurm.records.update", side_effect=OSError(errno.EDQUOT, "Disk quota exceeded"))
         mocker.patch.object(lc.paths.summary.__class__, "write_text", side_effect=OSError(errno.EDQUOT, "quota"))
         return 0, "completed", "ok"
 
@@ -143,7 +144,7 @@ def test_an_unreadable_log_never_replaces_a_saved_one(tmp_path):
 
 
 def test_the_network_lock_is_taken_alone_when_the_network_went_meanwhile(mocker):
-    from kindslurm import kind_podman
+    from kindslurm.cluster import kind_podman
 
     answers = iter([True, False, False])
     kp = kind_podman.KindPodman()
@@ -155,14 +156,14 @@ def test_the_network_lock_is_taken_alone_when_the_network_went_meanwhile(mocker)
         modes.append(mode)
         return real(name, mode)
 
-    mocker.patch("kindslurm.kind_podman.local_lock", side_effect=spy)
+    mocker.patch("kindslurm.cluster.kind_podman.local_lock", side_effect=spy)
     with kp._network_lock():
         pass
     assert modes == [fcntl.LOCK_SH, fcntl.LOCK_EX]
 
 
 def test_a_lost_sbatch_answer_keeps_the_job_directory(spec, mocker, tmp_path):
-    from kindslurm import launch
+    from kindslurm import api
     from kindslurm.config import Config
     from kindslurm.errors import CommandTimeout, SchedulerError
 
@@ -171,13 +172,13 @@ def test_a_lost_sbatch_answer_keeps_the_job_directory(spec, mocker, tmp_path):
     slurm.submit.side_effect = CommandTimeout(["sbatch"], 60)
     slurm.find_by_comment.return_value = None
     with pytest.raises(SchedulerError, match="job directory .* was kept"):
-        launch.submit_batch(spec, Config(), slurm)
-    assert Path(spec.job_dir, "batch.sh").exists() and state.load("r1") is not None
+        api.submit_batch(spec, Config(), slurm)
+    assert Path(spec.job_dir, "batch.sh").exists() and records.load("r1") is not None
     slurm.find_by_comment.return_value = "4242"
     spec.run_id = "r2"
     spec.job_dir = str(tmp_path / "job2")
-    assert launch.submit_batch(spec, Config(), slurm) == "4242"
-    assert state.load("r2").job_id == "4242"
+    assert api.submit_batch(spec, Config(), slurm) == "4242"
+    assert records.load("r2").job_id == "4242"
 
 
 @pytest.mark.parametrize("mode,in_allocation,step", [("srun", False, None), ("srun", True, "3"), ("inline", False, "3")])
@@ -188,5 +189,5 @@ def test_only_a_run_inside_someones_allocation_records_its_step(spec, mocker, mo
     spec.mode, spec.in_allocation = mode, in_allocation
     lc = Lifecycle(spec, mocker.Mock())
     lc._register()
-    rec = state.load("r1")
+    rec = records.load("r1")
     assert rec.job_id == "99" and rec.step_id == step

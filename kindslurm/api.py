@@ -13,11 +13,12 @@ import signal
 import subprocess
 from pathlib import Path
 
-from kindslurm import exitcodes, paths, render, state
+from kindslurm import exitcodes, paths, records
+from kindslurm.scheduler import render
 from kindslurm.config import Config
 from kindslurm.errors import CommandTimeout, KindslurmError, SchedulerError
 from kindslurm.paths import JobPaths
-from kindslurm.slurm import Slurm
+from kindslurm.scheduler.slurm import Slurm
 from kindslurm.spec import JobSpec
 
 
@@ -33,13 +34,13 @@ def prepare(spec: JobSpec, cfg: Config) -> tuple[JobPaths, JobSpec]:
     job.spec.write_text(spec.to_json())
     job.batch_script.write_text(script)
     job.batch_script.chmod(0o700)
-    state.save(state.Record(run_id=spec.run_id, mode=spec.mode, user=spec.user, job_dir=spec.job_dir,
+    records.save(records.Record(run_id=spec.run_id, mode=spec.mode, user=spec.user, job_dir=spec.job_dir,
                             prefix=spec.prefix, phase="submitted"))
     return job, spec
 
 
 def _undo(spec: JobSpec) -> None:
-    state.remove(spec.run_id)
+    records.remove(spec.run_id)
     shutil.rmtree(spec.job_dir, ignore_errors=True)
 
 
@@ -56,7 +57,7 @@ def submit_batch(spec: JobSpec, cfg: Config, slurm: Slurm) -> str:
         # slurmctld may have queued the job all the same: never drop its directory then
         found = slurm.find_by_comment(spec.user, submit_comment(spec.run_id))
         if found is None:
-            state.update(spec.run_id, phase="unknown", reason="sbatch did not answer")
+            records.update(spec.run_id, phase="unknown", reason="sbatch did not answer")
             raise SchedulerError(
                 f"sbatch did not answer and no job tagged {submit_comment(spec.run_id)} is queued yet: "
                 f"check `squeue --me` in a minute; the job directory {spec.job_dir} was kept"
@@ -65,7 +66,7 @@ def submit_batch(spec: JobSpec, cfg: Config, slurm: Slurm) -> str:
     except BaseException:
         _undo(spec)
         raise
-    state.update(spec.run_id, job_id=job_id)
+    records.update(spec.run_id, job_id=job_id)
     return job_id
 
 
@@ -94,22 +95,15 @@ def run_srun(spec: JobSpec, cfg: Config, slurm: Slurm) -> int:
     try:
         return int(job.exitcode.read_text().strip())
     except (OSError, ValueError):
-        state.update(spec.run_id, phase="failed", reason=f"srun exited {rc} before the node side finished")
+        records.update(spec.run_id, phase="failed", reason=f"srun exited {rc} before the node side finished")
         return rc if rc else exitcodes.SCHEDULER
 
 
 def run_here(spec: JobSpec, cfg: Config) -> int:
     """--local, or inside an allocation: the node side in this very process."""
-    from kindslurm.lifecycle import Lifecycle
+    from kindslurm.node.lifecycle import Lifecycle
 
     _, spec = prepare(spec, cfg)
-    return Lifecycle(spec).run()
-
-
-def node_run(spec_path: str) -> int:
-    from kindslurm.lifecycle import Lifecycle
-
-    spec = JobSpec.load(spec_path)
     return Lifecycle(spec).run()
 
 
@@ -117,7 +111,7 @@ def placement(force_submit: bool = False) -> str:
     """sbatch from outside an allocation; inside one, right here on a node of
     it, or through srun from a host that is not one of its nodes (an salloc
     shell on a login node), never booting on the login node."""
-    from kindslurm import allocation
+    from kindslurm.node import allocation
 
     where = None if force_submit else allocation.placement()
     if where == "srun":

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import click
 
-from kindslurm import config, exitcodes, proc, state
+from kindslurm import config, exitcodes, proc, records
 from kindslurm.errors import KindslurmError
 from kindslurm.paths import JobPaths
-from kindslurm.slurm import JobState, Slurm, StatesUnknown
+from kindslurm.scheduler.slurm import JobState, Slurm, StatesUnknown
 
 
 def _slurm() -> Slurm:
@@ -29,7 +29,7 @@ def _age(ts: float) -> str:
     return human_seconds(max(0.0, time.time() - ts))
 
 
-def _slurm_states(recs: list[state.Record]) -> dict[str, JobState]:
+def _slurm_states(recs: list[records.Record]) -> dict[str, JobState]:
     ids = [r.job_id for r in recs if r.job_id]
     if not ids:
         return {}
@@ -41,15 +41,15 @@ def _slurm_states(recs: list[state.Record]) -> dict[str, JobState]:
         return {}
 
 
-def _find(ref: str) -> state.Record:
-    rec = state.find(ref)  # AmbiguousRef (USAGE) lists the candidates
+def _find(ref: str) -> records.Record:
+    rec = records.find(ref)  # AmbiguousRef (USAGE) lists the candidates
     if rec is None:
         raise KindslurmError(f"no run {ref!r}: see `kindslurm ls -a` for your runs", exit_code=exitcodes.USAGE)
     return rec
 
 
 def ls(as_json: bool, show_all: bool) -> None:
-    recs = state.all_records()
+    recs = records.all_records()
     slurm_states = _slurm_states([r for r in recs if r.live])
     rows = [r for r in recs if show_all or r.live]
     if as_json:
@@ -131,12 +131,12 @@ def logs(ref: str, follow: bool, job_output: bool, pod: str | None) -> None:
             return
         sys.stdout.write(path.read_text())
         return
-    from kindslurm.watch import Follower
+    from kindslurm.scheduler.watch import Follower
 
     f = Follower(path, sys.stdout)
     while True:
         f.poll()
-        cur = state.load(rec.run_id)
+        cur = records.load(rec.run_id)
         if cur is None or not cur.live:
             f.flush_rest()
             return
@@ -176,7 +176,7 @@ def cancel(ref: str) -> None:
 
 
 def doctor(as_json: bool) -> int:
-    from kindslurm import preflight
+    from kindslurm.node import preflight
 
     cfg = config.load()
     checks = preflight.run_checks(

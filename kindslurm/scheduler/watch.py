@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import IO, Callable
 
-from kindslurm import exitcodes, state
+from kindslurm import exitcodes, records
 from kindslurm.paths import JobPaths
-from kindslurm.slurm import JobState, Slurm
+from kindslurm.scheduler.slurm import JobState, Slurm
 
 
 class Follower:
@@ -66,7 +66,7 @@ def exit_code_of(job_dir: str, slurm_state: JobState | None) -> int:
     }.get(slurm_state.state, slurm_state.exit_code or exitcodes.SCHEDULER)
 
 
-def _describe(js: JobState | None, rec: state.Record | None) -> str:
+def _describe(js: JobState | None, rec: records.Record | None) -> str:
     parts = []
     if js is not None:
         parts.append(js.slurm_state.lower())
@@ -88,7 +88,7 @@ def wait_for_job(
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Block until the Slurm job ends, streaming `stream` and showing each status change."""
-    rec = state.load(run_id)
+    rec = records.load(run_id)
     live, emit = _spinner(out, err)
     follower = Follower(stream, out, emit) if stream else None
     started = time.monotonic()
@@ -96,7 +96,7 @@ def wait_for_job(
     try:
         while True:
             js = slurm.state(job_id)
-            rec = state.load(run_id) or rec
+            rec = records.load(run_id) or rec
             if follower:
                 follower.poll()
             text = _describe(js, rec)

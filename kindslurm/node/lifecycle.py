@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from kindslurm import allocation, exitcodes, harvest, paths, preflight, proc, state
+from kindslurm.node import allocation, harvest, preflight
+from kindslurm import exitcodes, paths, proc, records
 from kindslurm.errors import ClusterExistsError, CommandError, KindslurmError, PreflightError
-from kindslurm.kind_podman import KindPodman
+from kindslurm.cluster.kind_podman import KindPodman
 from kindslurm.paths import JobPaths
 from kindslurm.spec import JobSpec
-from kindslurm.teardown import HARVEST_RESERVE, Teardown, kill_wait
+from kindslurm.node.teardown import HARVEST_RESERVE, Teardown, kill_wait
 
 class Interrupt(BaseException):
     """A signal asked us to stop; BaseException so no `except Exception` swallows it."""
@@ -94,7 +95,7 @@ class Lifecycle:
         if self.phases and "end" not in self.phases[-1]:
             self.phases[-1]["end"] = now
         self.phases.append({"name": name, "start": now})
-        self._best_effort("update the run's state record", lambda: state.update(self.spec.run_id, phase=name))
+        self._best_effort("update the run's state record", lambda: records.update(self.spec.run_id, phase=name))
         if message:
             self.say(message)
 
@@ -139,8 +140,8 @@ class Lifecycle:
             # a step only matters inside someone's allocation: an srun that made its own job is cancelled whole
             if self.spec.mode == "inline" or (self.spec.mode == "srun" and self.spec.in_allocation):
                 fields["step_id"] = alloc.step_id
-        if state.update(self.spec.run_id, **fields) is None:
-            state.save(state.Record(run_id=self.spec.run_id, mode=self.spec.mode, user=self.spec.user, job_dir=self.spec.job_dir, prefix=self.spec.prefix, **fields))
+        if records.update(self.spec.run_id, **fields) is None:
+            records.save(records.Record(run_id=self.spec.run_id, mode=self.spec.mode, user=self.spec.user, job_dir=self.spec.job_dir, prefix=self.spec.prefix, **fields))
 
     def _owner(self) -> dict[str, Any]:
         """What gc needs to know about this cluster without the state record."""
@@ -211,11 +212,11 @@ class Lifecycle:
                 self.say(f"warning: node image {spec.node_image} is not in podman: kind will pull it")
 
         self.phase("creating", f"creating cluster {self.cluster} ({1 + spec.workers} node{'s' if spec.workers else ''})")
-        from kindslurm import kindconfig
+        from kindslurm.cluster import kindconfig
 
         config = kindconfig.render(spec, kindconfig.gpu_devices(os.environ.get("SLURM_JOB_GPUS")))
         self.paths.kind_config.write_text(config)
-        from kindslurm import capacity
+        from kindslurm.node import capacity
 
         capacity.claim(self.marker)
         self.claimed = True
@@ -289,7 +290,7 @@ class Lifecycle:
             self.say(f"warning: could not confine nodes to the allocation: {e}")
 
     def _run_workload(self, deadline: float | None) -> int | None:
-        from kindslurm.workload import Workload, script_to_run
+        from kindslurm.node.workload import Workload, script_to_run
 
         spec = self.spec
         env = {
@@ -325,7 +326,7 @@ class Lifecycle:
             f"keep-on-failure: cluster {self.cluster} stays up until the job ends; "
             f"use KUBECONFIG={self.kubeconfig} on {socket.gethostname()}, then scancel or Ctrl-C"
         )
-        self._best_effort("update the run's state record", lambda: state.update(self.spec.run_id, phase="held"))
+        self._best_effort("update the run's state record", lambda: records.update(self.spec.run_id, phase="held"))
         self.tearing_down = False
         self.teardown = Teardown()
         try:
@@ -362,7 +363,7 @@ class Lifecycle:
         if not left:  # with leftovers the marker stays: gc finds them through it
             self._best_effort("remove the creation marker", lambda: self.marker.unlink(missing_ok=True))
         try:
-            from kindslurm import capacity
+            from kindslurm.node import capacity
 
             if changed := capacity.release(self.provider):
                 self.say(f"restored host sysctls {', '.join(k.replace('/', '.') for k in changed)}")
@@ -398,5 +399,5 @@ class Lifecycle:
         self._best_effort("write summary.json", lambda: self.paths.summary.write_text(json.dumps(summary, indent=2) + "\n"))
         self._best_effort("write the exit code file", lambda: self.paths.exitcode.write_text(f"{exit_code}\n"))
         self._best_effort("update the run's state record",
-                          lambda: state.update(self.spec.run_id, phase=status, exit_code=exit_code, reason=reason))
+                          lambda: records.update(self.spec.run_id, phase=status, exit_code=exit_code, reason=reason))
         self.say(f"done: {status}, exit code {exit_code} ({reason}) in {now - started:.1f}s")

@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kindslurm import hostsysctl, paths, proc
+from kindslurm.node import hostsysctl
+from kindslurm import paths, proc
 from kindslurm.errors import ClusterExistsError, PreflightError
-from kindslurm.preflight import ERROR, OK, Check
+from kindslurm.node.preflight import ERROR, OK, Check
 
 PER_NODE = {
     "inotify_instances": 24,
@@ -180,7 +181,7 @@ def claim(marker: Path) -> None:
 def reserve(marker: Path, nodes: int, owner: dict[str, Any] | None = None) -> None:
     """Check capacity and claim it in one step, so jobs starting in the same
     second cannot all see the same free resources."""
-    from kindslurm.kind_podman import local_lock
+    from kindslurm.locks import local_lock
 
     with local_lock("capacity"):
         booting = sum(int(data.get("nodes") or 1) for name, data in read_markers().items()
@@ -195,7 +196,7 @@ def reserve(marker: Path, nodes: int, owner: dict[str, Any] | None = None) -> No
 def release(provider: Any) -> dict[str, str]:
     """After a teardown: when no cluster is left or booting on the node, put back
     the host sysctls the kubelet changed. Returns what was restored."""
-    from kindslurm.kind_podman import local_lock
+    from kindslurm.locks import local_lock
 
     with local_lock("capacity"):
         if paths.markers_dir().is_dir() and any(paths.markers_dir().iterdir()):

@@ -77,12 +77,9 @@ _FIX = {
 
 
 def default_template_text() -> str:
-    repo = Path(__file__).resolve().parent.parent / "batch_templates" / DEFAULT_TEMPLATE
-    if repo.is_file():
-        return repo.read_text()
-    from importlib import resources
-
-    return resources.files("kindslurm.batch_templates").joinpath(DEFAULT_TEMPLATE).read_text()
+    """kindslurm/batch_templates is a link to the repository's top-level folder
+    in a checkout and a copy of it in an installed package: one path for both."""
+    return (Path(__file__).resolve().parent.parent / "batch_templates" / DEFAULT_TEMPLATE).read_text()
 
 
 def kindslurm_command(configured: str | None) -> list[str]:

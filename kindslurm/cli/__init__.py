@@ -95,8 +95,8 @@ def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, 
     """
     import shlex
 
-    from kindslurm import config, launch, spec as specmod
-    from kindslurm.slurm import Slurm
+    from kindslurm import config, api, spec as specmod
+    from kindslurm.scheduler.slurm import Slurm
 
     if use_srun and use_local:
         raise SpecError("--srun and --local exclude each other: pick one")
@@ -110,24 +110,24 @@ def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, 
     elif use_srun:
         mode = "srun"
     else:
-        mode = launch.placement(force_submit=force_submit or dry_run)
+        mode = api.placement(force_submit=force_submit or dry_run)
     spec = specmod.build(cfg, mode=mode, script=script, script_args=list(script_args), manifests=list(manifests), name=name)
-    from kindslurm import allocation
+    from kindslurm.node import allocation
 
     spec.in_allocation = mode in ("inline", "srun") and allocation.current() is not None
     slurm = Slurm(cfg.tools)
     if mode in ("sbatch", "srun"):
         slurm.check_partition(spec.partition)
     if dry_run:
-        from kindslurm import render
+        from kindslurm.scheduler import render
 
         if mode == "srun":
-            click.echo(shlex.join(launch.srun_command(spec, cfg, slurm)))
+            click.echo(shlex.join(api.srun_command(spec, cfg, slurm)))
         else:
             click.echo(render.render(spec, cfg.template, render.kindslurm_command(cfg.kindslurm_command)), nl=False)
         return
     if mode == "sbatch":
-        job_id = launch.submit_batch(spec, cfg, slurm)
+        job_id = api.submit_batch(spec, cfg, slurm)
         if parsable:
             click.echo(job_id)
         else:
@@ -137,13 +137,13 @@ def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, 
             from pathlib import Path
 
             from kindslurm.paths import JobPaths
-            from kindslurm.watch import wait_for_job
+            from kindslurm.scheduler.watch import wait_for_job
 
             sys.exit(wait_for_job(slurm, spec.run_id, job_id, stream=JobPaths(Path(spec.job_dir)).slurm_out))
         return
     if mode == "srun":
-        sys.exit(launch.run_srun(spec, cfg, slurm))
-    sys.exit(launch.run_here(spec, cfg))
+        sys.exit(api.run_srun(spec, cfg, slurm))
+    sys.exit(api.run_here(spec, cfg))
 
 
 @main.command("node-run", hidden=True)
@@ -151,9 +151,9 @@ def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, 
 @handle_errors
 def node_run(spec_path: str) -> None:
     """Node side of a run (called by the batch script)."""
-    from kindslurm import launch
+    from kindslurm.node.main import node_run
 
-    sys.exit(launch.node_run(spec_path))
+    sys.exit(node_run(spec_path))
 
 
 @main.command()
@@ -162,9 +162,9 @@ def node_run(spec_path: str) -> None:
 @handle_errors
 def ls(as_json: bool, show_all: bool) -> None:
     """List your runs with their Slurm state and phase."""
-    from kindslurm import views
+    from kindslurm.cli import inspect
 
-    views.ls(as_json=as_json, show_all=show_all)
+    inspect.ls(as_json=as_json, show_all=show_all)
 
 
 @main.command()
@@ -173,9 +173,9 @@ def ls(as_json: bool, show_all: bool) -> None:
 @handle_errors
 def status(job: str, as_json: bool) -> None:
     """Show one run (by Slurm job id, run id or cluster name)."""
-    from kindslurm import views
+    from kindslurm.cli import inspect
 
-    sys.exit(views.status(job, as_json=as_json))
+    sys.exit(inspect.status(job, as_json=as_json))
 
 
 @main.command()
@@ -186,9 +186,9 @@ def status(job: str, as_json: bool) -> None:
 @handle_errors
 def logs(job: str, follow: bool, job_output: bool, pod: str | None) -> None:
     """Print a run's workload output (or its job output, or a saved pod log)."""
-    from kindslurm import views
+    from kindslurm.cli import inspect
 
-    views.logs(job, follow=follow, job_output=job_output, pod=pod)
+    inspect.logs(job, follow=follow, job_output=job_output, pod=pod)
 
 
 @main.command()
@@ -196,9 +196,9 @@ def logs(job: str, follow: bool, job_output: bool, pod: str | None) -> None:
 @handle_errors
 def cancel(job: str) -> None:
     """Cancel a run; its job tears the cluster down before it exits."""
-    from kindslurm import views
+    from kindslurm.cli import inspect
 
-    views.cancel(job)
+    inspect.cancel(job)
 
 
 @main.command()
@@ -206,9 +206,9 @@ def cancel(job: str) -> None:
 @handle_errors
 def doctor(as_json: bool) -> None:
     """Check whether this node can host kindslurm clusters, with a fix for each problem."""
-    from kindslurm import views
+    from kindslurm.cli import inspect
 
-    sys.exit(views.doctor(as_json=as_json))
+    sys.exit(inspect.doctor(as_json=as_json))
 
 
 @main.command()
@@ -227,9 +227,10 @@ def gc(dry_run: bool, older_than: str | None, job: str | None, include_finished:
     being created, or anything with a job while Slurm cannot be asked.
     Exits 1 if something could not be removed.
     """
-    from kindslurm import config, gc as gcmod
-    from kindslurm.kind_podman import KindPodman
-    from kindslurm.slurm import Slurm
+    from kindslurm import config
+    from kindslurm.node import gc as gcmod
+    from kindslurm.cluster.kind_podman import KindPodman
+    from kindslurm.scheduler.slurm import Slurm
     from kindslurm.timefmt import duration_seconds
 
     if job is not None and not job.isdigit():

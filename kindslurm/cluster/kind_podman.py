@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from kindslurm import paths, proc
+from kindslurm.locks import local_lock
 from kindslurm.errors import (
     ClusterCreateError,
     ClusterExistsError,
@@ -27,28 +28,12 @@ from kindslurm.errors import (
     KindslurmError,
     PreflightError,
 )
-from kindslurm.provider import CLUSTER_LABEL, ROLE_LABEL, ClusterResources, NodeContainer
+from kindslurm.cluster.provider import CLUSTER_LABEL, ROLE_LABEL, ClusterResources, NodeContainer
 
 KIND_NETWORK = "kind"
 CREATE_TIMEOUT = 600.0  # kind's own --wait is only a warning: a hung create must end too
 # kind labels each node's /var volume with the key `<node name>=true`
 _NODE_VOLUME = re.compile(r"^(.+)-(control-plane\d*|worker\d*|external-load-balancer)$")
-
-
-@contextlib.contextmanager
-def local_lock(name: str, mode: int = fcntl.LOCK_EX) -> Iterator[bool]:
-    """A flock on node-local disk, per user; yields False if LOCK_NB could not get it."""
-    path = paths.ensure_private_dir(paths.runtime_dir()) / f"{name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, mode)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
 
 
 class KindPodman:
@@ -196,7 +181,7 @@ class KindPodman:
     def ensure_image(self, image: str, archive: str | None) -> str:
         """Load the node image from its archive once per node. Returns the image's
         state before: "present", "archive" (loaded now) or "pull" (kind pulls it)."""
-        from kindslurm import preflight
+        from kindslurm.node import preflight
 
         state = preflight.node_image_state(self.podman, image, archive)
         if state == "no-archive":
@@ -248,7 +233,7 @@ class KindPodman:
         for node in nodes if argv else []:
             proc.run([self.podman, "update", *argv, node], timeout=60)
         res = proc.run([self.podman, "inspect", "--format", "json", *nodes], check=False, timeout=60)
-        from kindslurm import cgroups
+        from kindslurm.node import cgroups
 
         applied = {}
         for c in json.loads(res.stdout or "[]") if res.ok else []:

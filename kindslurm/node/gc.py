@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from kindslurm import paths, proc, state
-from kindslurm.capacity import marker_alive, read_markers
+from kindslurm import paths, proc, records
+from kindslurm.node.capacity import marker_alive, read_markers
 from kindslurm.errors import KindslurmError
-from kindslurm.kind_podman import KindPodman, local_lock
-from kindslurm.provider import ClusterResources
-from kindslurm.slurm import JobState, Slurm
+from kindslurm.cluster.kind_podman import KindPodman
+from kindslurm.locks import local_lock
+from kindslurm.cluster.provider import ClusterResources
+from kindslurm.scheduler.slurm import JobState, Slurm
 
 GRACE_SECONDS = 120.0  # KINDSLURM_GC_GRACE overrides (seconds)
 
@@ -47,7 +48,7 @@ class Owner:
     """What kindslurm wrote about one cluster name: its record, its marker, or both."""
 
     name: str
-    record: state.Record | None = None
+    record: records.Record | None = None
     marker: dict[str, Any] | None = None
 
     @property
@@ -85,26 +86,26 @@ class Collector:
         self._bulk_failures: list[str] | None = None
 
     # -- what kindslurm wrote --------------------------------------------
-    def _records(self, markers: dict[str, dict[str, Any]]) -> list[state.Record]:
+    def _records(self, markers: dict[str, dict[str, Any]]) -> list[records.Record]:
         """The caller's records, plus those a marker points to in another state
         directory (the Epilog's HOME is not the job's XDG_STATE_HOME)."""
-        recs = state.all_records()
+        recs = records.all_records()
         self.records_of = {r.run_id: None for r in recs}
         own = paths.records_dir()
         for m in markers.values():
             run_id, state_dir = m.get("run_id"), m.get("state_dir")
             if not isinstance(run_id, str) or not isinstance(state_dir, str) or run_id in self.records_of:
                 continue
-            where = state.records_dir_of(state_dir)
+            where = records.records_dir_of(state_dir)
             if where == own:
                 continue
-            if (rec := state.load_own(where, run_id)) is not None:
+            if (rec := records.load_own(where, run_id)) is not None:
                 recs.append(rec)
                 self.records_of[rec.run_id] = where
         return recs
 
     @staticmethod
-    def _owners(recs: list[state.Record], markers: dict[str, dict[str, Any]]) -> dict[str, Owner]:
+    def _owners(recs: list[records.Record], markers: dict[str, dict[str, Any]]) -> dict[str, Owner]:
         owners: dict[str, Owner] = {}
         for rec in sorted(recs, key=lambda r: r.created):  # the newest record of a name wins
             if rec.cluster:
@@ -120,7 +121,7 @@ class Collector:
             return True
         if any(str(m.get("job_id")) == self.job for m in read_markers().values()):
             return True
-        return any(r.job_id == self.job for r in state.all_records())
+        return any(r.job_id == self.job for r in records.all_records())
 
     # -- liveness ---------------------------------------------------------
     def _job_live(self, job_id: str) -> tuple[bool, str]:
@@ -133,7 +134,7 @@ class Collector:
             return False, f"job {job_id} COMPLETING (epilog)"
         return js.active, f"job {job_id} {js.slurm_state}"
 
-    def _record_live(self, rec: state.Record) -> tuple[bool, str]:
+    def _record_live(self, rec: records.Record) -> tuple[bool, str]:
         if not rec.live:
             return False, f"finished ({rec.phase})"
         if rec.job_id and rec.mode != "local":
@@ -265,8 +266,8 @@ class Collector:
             _unlink(kubeconfig)
         return left
 
-    def _remove_record(self, rec: state.Record) -> list[str]:
-        state.remove(rec.run_id, self.records_of.get(rec.run_id))
+    def _remove_record(self, rec: records.Record) -> list[str]:
+        records.remove(rec.run_id, self.records_of.get(rec.run_id))
         job_dir = Path(rec.job_dir)
         try:
             if job_dir.is_dir() and not any(job_dir.iterdir()):
@@ -296,7 +297,7 @@ class Collector:
             if not dry_run and self.job is None and self.provider.remove_unused_network():
                 actions.append(Action("network", "kind", "no container uses it", "removed"))
         if not dry_run:  # a killed run could not put back the host sysctls itself
-            from kindslurm import capacity
+            from kindslurm.node import capacity
 
             for key in capacity.release(self.provider):
                 actions.append(Action("sysctl", key.replace("/", "."), "changed by a collected cluster's kubelet", "restored"))
