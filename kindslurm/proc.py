@@ -1,8 +1,12 @@
-"""Running the tools kindslurm drives (kind, podman, Slurm commands).
+"""Running every external program kindslurm starts: the tools it drives (kind,
+podman, Slurm's commands), the user's workload script and a foreground srun.
 
-Plain subprocess, not a wrapper library: teardown needs each child in its own
-process group, so that an interrupted `kind create` can be killed as a whole
-and a second signal never reaches a half-finished `kind delete`.
+Timeouts, process groups and the mapping of failures to kindslurm's errors
+live here once. Plain subprocess, not the `sh` package: teardown needs each
+child in its own process group, so that an interrupted `kind create` can be
+killed as a whole and a second signal never reaches a half-finished `kind
+delete`; and importing `sh` costs more than `kindslurm --help` itself
+(bench/tool_runner.sh).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def _not_found(argv0: str) -> KindslurmError:
         "kind": "install it (setup/install-kind.sh) or set tools.kind in the config",
         "podman": "install podman (apt-get install podman) or set tools.podman in the config",
         "kubectl": "install kubectl (setup/node-image/build.sh installs one) or set tools.kubectl",
+        "srun": "install Slurm's client commands or set tools.srun",
     }.get(Path(argv0).name, f"install it or set tools.{Path(argv0).name} in the config")
     return KindslurmError(f"{argv0} not found on PATH: {hint}")
 
@@ -109,6 +114,46 @@ def _stream(proc: subprocess.Popen[str], input: str | None, log: IO[str], timeou
     proc.wait(timeout=timeout)
     t.join(timeout=5)
     return "".join(chunks)
+
+
+def spawn(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """A long-running child in its own process group, stdout and stderr merged
+    into one text pipe (the workload): the caller streams its output and ends
+    it with `stop_group`. `env`, if given, is the child's whole environment."""
+    argv = [str(a) for a in argv]
+    try:
+        return subprocess.Popen(
+            argv, cwd=cwd, env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise _not_found(argv[0]) from None
+
+
+def foreground(argv: Sequence[str]) -> int:
+    """A child that owns the terminal (srun): it gets Ctrl-C itself and
+    forwards it to its step, so we ignore SIGINT meanwhile and only wait."""
+    argv = [str(a) for a in argv]
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return subprocess.call(argv)
+    except FileNotFoundError:
+        raise _not_found(argv[0]) from None
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def stop_group(proc: subprocess.Popen[str], grace: float = 5.0) -> None:
+    """SIGTERM to the child's whole process group, SIGKILL after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+    except ProcessLookupError:
+        pass
 
 
 def kill_group(proc: subprocess.Popen[str]) -> None:

@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from kindslurm import exitcodes, paths
+from kindslurm.phases import Phase, is_terminal
 from kindslurm.errors import KindslurmError
-
-TERMINAL = ("completed", "failed", "cancelled", "timeout", "collected")
-
 
 @dataclass
 class Record:
@@ -34,7 +32,7 @@ class Record:
     cluster: str | None = None
     node: str | None = None
     kubeconfig: str | None = None
-    phase: str = "new"
+    phase: str = Phase.NEW
     reason: str | None = None
     exit_code: int | None = None
     pid: int | None = None
@@ -45,7 +43,7 @@ class Record:
 
     @property
     def live(self) -> bool:
-        return self.phase not in TERMINAL
+        return not is_terminal(self.phase)
 
 
 def _path(run_id: str) -> Path:
