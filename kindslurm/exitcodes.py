@@ -34,3 +34,12 @@ DESCRIPTIONS: dict[int, str] = {
     INTERRUPTED: "interrupted (SIGINT)",
     CANCELLED: "cancelled (SIGTERM)",
 }
+
+
+def of_scheduler_end(state: str | None, exit_code: int | None = None) -> int:
+    """A run's code when its job ended without the node side writing one: from
+    kindslurm's word for the job's end state (JobState.state; None when the
+    job is gone from Slurm) and the exit code Slurm reported for it."""
+    if state is None:
+        return SCHEDULER
+    return {"cancelled": CANCELLED, "timeout": TIME_LIMIT, "completed": OK}.get(state, exit_code or SCHEDULER)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kindslurm.errors import SpecError
 from kindslurm.paths import JobPaths
+from kindslurm.scheduler.slurm import long_options, resources_of
 from kindslurm.spec import JobSpec
 
 DEFAULT_TEMPLATE = "slurm.sh.j2"
@@ -181,6 +182,8 @@ def _load(env, name: str, text: str):  # type: ignore[no-untyped-def]
 
 
 def render(spec: JobSpec, template: str | None = None, command: list[str] | None = None) -> str:
+    """The batch script. Templates get `options`, the (name, value) pairs of the
+    run's #SBATCH lines, besides `spec`, `paths`, `job_name` and `command`."""
     import jinja2
 
     job, job_name = JobPaths(Path(spec.job_dir)), f"kindslurm-{spec.prefix}"
@@ -203,6 +206,7 @@ def render(spec: JobSpec, template: str | None = None, command: list[str] | None
             spec=spec,
             paths=job,
             job_name=job_name,
+            options=long_options(resources_of(spec), output=str(job.slurm_out)),
             command=command or kindslurm_command(None),
             template_name=name,
         )

@@ -11,11 +11,17 @@ id it does not mention proves nothing (StatesUnknown).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Sequence
 
 from kindslurm import proc
 from kindslurm.errors import CommandError, KindslurmError, SchedulerError, SpecError
+from kindslurm.scheduler.base import JobState, Resources, StatesUnknown
+from kindslurm.spec import JobSpec
+from kindslurm.transport.base import Transport
+
+__all__ = ["ACTIVE", "PENDING_REASONS", "STATES", "JobState", "Resources", "Slurm", "StatesUnknown", "long_options",
+           "parse_parsable", "parse_sacct", "parse_squeue", "resources_of"]
 
 # Slurm state -> kindslurm's view
 STATES = {
@@ -46,6 +52,8 @@ STATES = {
 }
 ACTIVE = ("pending", "running")
 
+_WHAT = {"job-name": "job name", "chdir": "directory"}
+
 PENDING_REASONS = {
     "Priority": "waiting behind higher-priority jobs",
     "Resources": "waiting for free resources",
@@ -62,27 +70,6 @@ PENDING_REASONS = {
 }
 
 
-@dataclass
-class JobState:
-    job_id: str
-    slurm_state: str
-    reason: str = ""
-    exit_code: int | None = None
-
-    @property
-    def state(self) -> str:
-        word = self.slurm_state.split()[0].rstrip("+") if self.slurm_state else ""
-        return STATES.get(word, "unknown")
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE or self.state == "unknown"
-
-    @property
-    def explanation(self) -> str:
-        return PENDING_REASONS.get(self.reason, self.reason if self.reason not in ("None", "") else "")
-
-
 def parse_parsable(out: str) -> str:
     """`sbatch --parsable` prints `jobid[;cluster]`."""
     line = out.strip().splitlines()[-1] if out.strip() else ""
@@ -90,14 +77,6 @@ def parse_parsable(out: str) -> str:
     if not job_id.isdigit():
         raise SchedulerError(f"sbatch printed {out.strip()!r}, not a job id")
     return job_id
-
-
-class StatesUnknown(SchedulerError):
-    """squeue failed, so no absence means "gone"; `partial` holds what sacct did say."""
-
-    def __init__(self, message: str, partial: dict[str, JobState]) -> None:
-        super().__init__(message)
-        self.partial = partial
 
 
 _TASK = re.compile(r"[_+]")
@@ -142,23 +121,48 @@ def parse_sacct(out: str) -> dict[str, JobState]:
     return states
 
 
-def _ask(argv: list[str]) -> proc.Result:
-    """A query that did not run (missing tool, timeout) is a failed query, not a crash."""
-    try:
-        return proc.run(argv, check=False, timeout=30)
-    except KindslurmError as e:  # CommandTimeout included
-        return proc.Result(argv, 127, "", str(e))
+def resources_of(spec: JobSpec) -> Resources:
+    return Resources(job_name=f"kindslurm-{spec.prefix}", time=spec.time, warning_seconds=spec.warning_seconds,
+                     chdir=spec.submit_dir, partition=spec.partition, cpus=spec.cpus, mem=spec.mem, gpus=spec.gpus,
+                     account=spec.account, qos=spec.qos, extra=tuple(spec.sbatch_args))
+
+
+def long_options(res: Resources, *, output: str | None = None) -> list[tuple[str, str]]:
+    """Slurm's long options for a run, as (name, value): with `output`, the
+    batch script's #SBATCH lines (the signal goes to the batch shell, B:),
+    without it srun's. The user's own `extra` options are not included."""
+    if output is not None:
+        opts = [("job-name", res.job_name), ("output", output), ("chdir", res.chdir), ("time", res.time),
+                ("nodes", "1"), ("signal", f"B:USR1@{int(res.warning_seconds)}")]
+    else:
+        opts = [("job-name", res.job_name), ("time", res.time), ("nodes", "1"), ("ntasks", "1"),
+                ("signal", f"USR1@{int(res.warning_seconds)}"), ("chdir", res.chdir)]
+    for name, value in (("partition", res.partition), ("cpus-per-task", res.cpus), ("mem", res.mem),
+                        ("gpus", res.gpus), ("account", res.account), ("qos", res.qos)):
+        if value:
+            opts.append((name, str(int(value)) if isinstance(value, int) else value))
+    return opts
 
 
 class Slurm:
-    def __init__(self, tools: dict[str, str] | None = None) -> None:
+    """Slurm's client commands, run wherever `transport` runs them."""
+
+    def __init__(self, transport: Transport, tools: dict[str, str] | None = None) -> None:
+        self.transport = transport
         self.tools = tools or {}
 
     def _t(self, name: str) -> str:
         return self.tools.get(name) or name
 
+    def _ask(self, argv: list[str]) -> proc.Result:
+        """A query that did not run (missing tool, timeout) is a failed query, not a crash."""
+        try:
+            return self.transport.run(argv, check=False, timeout=30)
+        except KindslurmError as e:  # CommandTimeout included
+            return proc.Result(argv, 127, "", str(e))
+
     def partitions(self) -> list[str]:
-        res = proc.run([self._t("sinfo"), "-h", "-o", "%R"], check=False, timeout=30)
+        res = self.transport.run([self._t("sinfo"), "-h", "-o", "%R"], check=False, timeout=30)
         if not res.ok:
             raise SchedulerError(f"sinfo failed ({res.stderr.strip() or res.returncode}): is Slurm reachable from here?")
         return sorted({p.strip().rstrip("*") for p in res.stdout.split() if p.strip()})
@@ -172,25 +176,24 @@ class Slurm:
 
     def submit(self, script: str, extra: Sequence[str] = ()) -> str:
         try:
-            res = proc.run([self._t("sbatch"), "--parsable", *extra, script], timeout=60)
+            res = self.transport.run([self._t("sbatch"), "--parsable", *extra, script], timeout=60)
         except CommandError as e:
             raise SchedulerError(f"sbatch refused the job: {e.output.strip().splitlines()[-1] if e.output.strip() else e}") from None
         return parse_parsable(res.stdout)
 
     def find_by_comment(self, user: str, comment: str) -> str | None:
         """The job tagged with `comment`: finds a submission whose answer was lost."""
-        res = _ask([self._t("squeue"), "-h", "-u", user, "-t", "all", "-o", "%i|%k"])
+        res = self._ask([self._t("squeue"), "-h", "-u", user, "-t", "all", "-o", "%i|%k"])
         for line in res.stdout.splitlines() if res.ok else []:
             job_id, _, tag = line.partition("|")
             if tag.strip() == comment:
                 return job_id.strip()
         return None
 
-    def srun_argv(self, *, job_name: str, time: str, warning_seconds: int, output_dir: str, partition: str | None,
-                  cpus: int | None, mem: str | None, gpus: str | None, account: str | None, qos: str | None,
-                  extra: Sequence[str], command: Sequence[str]) -> list[str]:
-        for what, value in (("job name", job_name), ("time", time), ("directory", output_dir), ("partition", partition),
-                            ("mem", mem), ("gpus", gpus), ("account", account), ("qos", qos),
+    def srun_argv(self, resources: Resources, command: Sequence[str]) -> list[str]:
+        options = long_options(resources)
+        extra = resources.extra
+        for what, value in (*((_WHAT.get(name, name), value) for name, value in options),
                             *(("option", e) for e in extra), *(("command word", c) for c in command)):
             if value and "\0" in str(value):
                 raise SpecError(f"{what} {value!r} contains a NUL byte, which no program can be given: remove it")
@@ -198,13 +201,7 @@ class Slurm:
         if bad is not None:
             raise SpecError(f"srun option {bad!r} is not an option: give each option with its value as one entry, "
                             f"e.g. --constraint=gpu")
-        argv = [self._t("srun"), f"--job-name={job_name}", f"--time={time}", "--nodes=1", "--ntasks=1",
-                f"--signal=USR1@{warning_seconds}", f"--chdir={output_dir}"]
-        for flag, value in (("--partition", partition), ("--cpus-per-task", cpus), ("--mem", mem),
-                            ("--gpus", gpus), ("--account", account), ("--qos", qos)):
-            if value:
-                argv.append(f"{flag}={value}")
-        return [*argv, *extra, "--", *command]
+        return [self._t("srun"), *(f"--{name}={value}" for name, value in options), *extra, "--", *command]
 
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """The state of each id Slurm knows; an id left out is gone. Raises
@@ -212,14 +209,14 @@ class Slurm:
         ids = list(dict.fromkeys(j for j in job_ids if j))
         if not ids:
             return {}
-        res = _ask([self._t("squeue"), "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r|%A"])
+        res = self._ask([self._t("squeue"), "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r|%A"])
         # One unknown id alone makes squeue exit 1 "Invalid job id specified": an answer.
         answered = res.ok or "Invalid job id" in res.stderr
         shown = parse_squeue(res.stdout) if res.ok else {}
         found = {j: shown[j] for j in ids if j in shown}
         missing = [j for j in ids if j not in found]
         if missing:
-            acct = _ask([self._t("sacct"), "-n", "-P", "-X", "-j", ",".join(missing), "-o", "JobID,State,ExitCode,JobIDRaw"])
+            acct = self._ask([self._t("sacct"), "-n", "-P", "-X", "-j", ",".join(missing), "-o", "JobID,State,ExitCode,JobIDRaw"])
             if acct.ok:
                 told = parse_sacct(acct.stdout)
                 found.update({j: told[j] for j in missing if j in told})
@@ -237,4 +234,4 @@ class Slurm:
             raise
 
     def cancel(self, job_id: str, step_id: str | None = None) -> None:
-        proc.run([self._t("scancel"), f"{job_id}.{step_id}" if step_id else job_id], timeout=30)
+        self.transport.run([self._t("scancel"), f"{job_id}.{step_id}" if step_id else job_id], timeout=30)

@@ -9,61 +9,53 @@ from typing import IO, Callable
 
 from kindslurm import exitcodes, records
 from kindslurm.paths import JobPaths
-from kindslurm.scheduler.slurm import JobState, Slurm
+from kindslurm.phases import Phase
+from kindslurm.scheduler.base import JobState, Scheduler
+from kindslurm.transport.base import Transport
+from kindslurm.transport.local import LocalTransport
 
 
 class Follower:
-    """Prints what a file gains, line by line, like `tail -f`."""
+    """Prints what a file gains, line by line, like `tail -f`, one poll at a
+    time so the caller can interleave its own status checks."""
 
-    def __init__(self, path: Path, out: IO[str], emit: Callable[[str], None] | None = None) -> None:
+    def __init__(self, path: Path, out: IO[str], emit: Callable[[str], None] | None = None,
+                 transport: Transport | None = None) -> None:
         self.path = path
         self.out = out
         self.offset = 0
         self.emit = emit or self._write
+        self.transport = transport or LocalTransport()
 
     def _write(self, text: str) -> None:
         self.out.write(text)
         self.out.flush()
 
     def poll(self) -> None:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except OSError:
-            return
-        end = data.rfind(b"\n") + 1
-        if end:
+        data = self.transport.read_from(str(self.path), self.offset)
+        end = data.rfind(b"\n") + 1 if data else 0
+        if data and end:
             self.emit(data[:end].decode(errors="replace"))
             self.offset += end
 
     def flush_rest(self) -> None:
         self.poll()
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                rest = f.read()
-        except OSError:
-            return
+        rest = self.transport.read_from(str(self.path), self.offset)
         if rest:
             self.emit(rest.decode(errors="replace") + "\n")
             self.offset += len(rest)
 
 
-def exit_code_of(job_dir: str, slurm_state: JobState | None) -> int:
+def exit_code_of(job_dir: str, slurm_state: JobState | None, transport: Transport | None = None) -> int:
     """The workload's code from the job directory, or one derived from Slurm."""
     code_file = JobPaths(Path(job_dir)).exitcode
     try:
-        return int(code_file.read_text().strip())
+        return int((transport or LocalTransport()).read_text(str(code_file)).strip())
     except (OSError, ValueError):
         pass
     if slurm_state is None:
-        return exitcodes.SCHEDULER
-    return {
-        "cancelled": exitcodes.CANCELLED,
-        "timeout": exitcodes.TIME_LIMIT,
-        "completed": exitcodes.OK,
-    }.get(slurm_state.state, slurm_state.exit_code or exitcodes.SCHEDULER)
+        return exitcodes.of_scheduler_end(None)
+    return exitcodes.of_scheduler_end(slurm_state.state, slurm_state.exit_code)
 
 
 def _describe(js: JobState | None, rec: records.Record | None) -> str:
@@ -72,13 +64,13 @@ def _describe(js: JobState | None, rec: records.Record | None) -> str:
         parts.append(js.slurm_state.lower())
         if js.state == "pending" and js.explanation:
             parts.append(js.explanation)
-    if rec is not None and rec.phase not in ("submitted", "new"):
+    if rec is not None and rec.phase not in (Phase.SUBMITTED, Phase.NEW):
         parts.append(rec.phase)
     return " · ".join(parts) or "submitted"
 
 
 def wait_for_job(
-    slurm: Slurm,
+    slurm: Scheduler,
     run_id: str,
     job_id: str,
     out: IO[str] = sys.stdout,
@@ -86,11 +78,12 @@ def wait_for_job(
     stream: Path | None = None,
     interval: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    transport: Transport | None = None,
 ) -> int:
     """Block until the Slurm job ends, streaming `stream` and showing each status change."""
     rec = records.load(run_id)
     live, emit = _spinner(out, err)
-    follower = Follower(stream, out, emit) if stream else None
+    follower = Follower(stream, out, emit, transport) if stream else None
     started = time.monotonic()
     last = ""
     try:
@@ -115,7 +108,7 @@ def wait_for_job(
     if follower:
         time.sleep(0.2)
         follower.flush_rest()
-    code = exit_code_of(rec.job_dir, js) if rec else exitcodes.SCHEDULER
+    code = exit_code_of(rec.job_dir, js, transport) if rec else exitcodes.SCHEDULER
     state_word = js.slurm_state if js else "gone from squeue"
     print(f"job {job_id} finished: {state_word}, exit code {code}", file=err, flush=True)
     return code

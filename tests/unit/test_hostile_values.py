@@ -21,7 +21,9 @@ from kindslurm.scheduler import render
 from kindslurm.config import Config
 from kindslurm.errors import SpecError
 from kindslurm.paths import JobPaths
+from kindslurm.scheduler.base import Resources
 from kindslurm.scheduler.slurm import Slurm
+from kindslurm.transport.local import LocalTransport
 from kindslurm.spec import JobSpec
 
 FRAGMENTS = ["'", '"', "\\", "$(id)", "`id`", ";", "&&", "|", "%", "%j", "\n", "\r", "\t", " ", "-", "--", "#", "*",
@@ -219,9 +221,9 @@ def test_srun_argv_keeps_each_value_in_its_own_option(job_name: str, time: str, 
                                                         mem: str, gpus: str, account: str, qos: str,
                                                         extra: list[str], command: list[str]) -> None:
     try:
-        argv = Slurm().srun_argv(job_name=job_name, time=time, warning_seconds=60, output_dir=output_dir,
-                                 partition=partition, cpus=None, mem=mem, gpus=gpus, account=account, qos=qos,
-                                 extra=extra, command=command)
+        res = Resources(job_name=job_name, time=time, warning_seconds=60, chdir=output_dir, partition=partition,
+                        mem=mem, gpus=gpus, account=account, qos=qos, extra=tuple(extra))
+        argv = Slurm(LocalTransport()).srun_argv(res, command)
     except SpecError:
         return
     opts = srun_options(job_name=job_name, time=time, chdir=output_dir, partition=partition, mem=mem, gpus=gpus,
@@ -237,7 +239,7 @@ def test_srun_argv_keeps_each_value_in_its_own_option(job_name: str, time: str, 
 def test_srun_command_of_a_run(field: str, value: str, configured: str | None) -> None:
     spec = base_spec(mode="srun", **{field: value})
     try:
-        argv = api.srun_command(spec, Config(kindslurm_command=configured), Slurm())
+        argv = api.srun_command(spec, Config(kindslurm_command=configured), Slurm(LocalTransport()))
     except SpecError:
         return
     program = render.kindslurm_command(configured)

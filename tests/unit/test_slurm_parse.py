@@ -2,6 +2,8 @@ import pytest
 
 from kindslurm.scheduler import slurm
 from kindslurm.errors import SchedulerError
+from kindslurm.scheduler.base import Resources
+from tests.unit.transports import transport  # noqa: F401  (the fixture)
 
 
 def test_parsable_with_cluster_suffix():
@@ -29,11 +31,22 @@ def test_unknown_state_does_not_crash():
     assert st.state == "unknown" and st.active
 
 
-def test_srun_argv_carries_the_warning_signal_and_options():
-    argv = slurm.Slurm({"srun": "/opt/srun"}).srun_argv(
-        job_name="j", time="10", warning_seconds=45, output_dir="/d", partition="p", cpus=4, mem="1G",
-        gpus=None, account=None, qos="q", extra=["--exclusive"], command=["py", "node-run", "s"])
+def test_srun_argv_carries_the_warning_signal_and_options(transport):
+    res = Resources(job_name="j", time="10", warning_seconds=45, chdir="/d", partition="p", cpus=4, mem="1G",
+                    qos="q", extra=("--exclusive",))
+    argv = slurm.Slurm(transport, {"srun": "/opt/srun"}).srun_argv(res, ["py", "node-run", "s"])
     assert argv[0] == "/opt/srun"
     assert "--signal=USR1@45" in argv and "--partition=p" in argv and "--cpus-per-task=4" in argv
     assert "--qos=q" in argv and not any(a.startswith("--gpus") for a in argv)
     assert argv[-5:] == ["--exclusive", "--", "py", "node-run", "s"]
+
+
+def test_batch_and_srun_options_are_the_same_resources():
+    res = Resources(job_name="j", time="10", warning_seconds=45, chdir="/d", partition="p", cpus=4, gpus="1",
+                    account="a")
+    batch = dict(slurm.long_options(res, output="/o"))
+    srun = dict(slurm.long_options(res))
+    assert batch.pop("output") == "/o" and batch.pop("signal") == "B:USR1@45" and srun.pop("signal") == "USR1@45"
+    assert srun.pop("ntasks") == "1"
+    assert batch == srun == {"job-name": "j", "chdir": "/d", "time": "10", "nodes": "1", "partition": "p",
+                             "cpus-per-task": "4", "gpus": "1", "account": "a"}

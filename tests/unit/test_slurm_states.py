@@ -1,5 +1,7 @@
 """Slurm.states: only a working squeue may call a job gone; sacct's partial
-answers never stand in for it; array and het-job ids never crash a lookup."""
+answers never stand in for it; array and het-job ids never crash a lookup.
+Run over each transport: the fake tools stand in for kindslurm.proc.run, which
+LocalTransport calls."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from kindslurm import proc
 from kindslurm.scheduler import slurm
 from kindslurm.errors import CommandTimeout, KindslurmError
 from kindslurm.scheduler.slurm import Slurm, StatesUnknown
+from tests.unit.transports import transport  # noqa: F401  (the fixture)
 
 Answer = tuple[int, str, str]
 
@@ -30,61 +33,61 @@ def fake_tools(monkeypatch: pytest.MonkeyPatch, squeue: Answer | Callable[[], An
     return calls
 
 
-def test_squeue_down_with_a_partial_sacct_answer_is_unknown_not_gone(monkeypatch):
+def test_squeue_down_with_a_partial_sacct_answer_is_unknown_not_gone(monkeypatch, transport):
     fake_tools(monkeypatch, (1, "", "slurm_load_jobs error: Unable to contact slurm controller"), (0, "1|COMPLETED|0:0|1\n", ""))
     with pytest.raises(StatesUnknown) as e:
-        Slurm().states(["1", "2"])
+        Slurm(transport).states(["1", "2"])
     assert set(e.value.partial) == {"1"}
     assert "Unable to contact" in str(e.value)
 
 
-def test_an_id_a_working_squeue_does_not_know_and_sacct_lacks_is_gone(monkeypatch):
+def test_an_id_a_working_squeue_does_not_know_and_sacct_lacks_is_gone(monkeypatch, transport):
     calls = fake_tools(monkeypatch, (0, "1|RUNNING|None|1\n", ""), (1, "", "accounting storage is disabled"))
-    got = Slurm().states(["1", "2"])
+    got = Slurm(transport).states(["1", "2"])
     assert set(got) == {"1"} and got["1"].active
     assert calls[1][0] == "sacct" and "2" in calls[1]
 
 
-def test_squeue_invalid_job_id_is_an_answer(monkeypatch):
+def test_squeue_invalid_job_id_is_an_answer(monkeypatch, transport):
     fake_tools(monkeypatch, (1, "", "slurm_load_jobs error: Invalid job id specified"), (1, "", "no accounting"))
-    assert Slurm().states(["5"]) == {}
+    assert Slurm(transport).states(["5"]) == {}
 
 
-def test_sacct_fills_in_what_squeue_forgot(monkeypatch):
+def test_sacct_fills_in_what_squeue_forgot(monkeypatch, transport):
     fake_tools(monkeypatch, (0, "", ""), (0, "6|FAILED|3:0|6\n6.batch|FAILED|3:0|6.batch\n", ""))
-    got = Slurm().states(["6"])
+    got = Slurm(transport).states(["6"])
     assert got["6"].state == "failed" and got["6"].exit_code == 3
 
 
-def test_a_missing_or_hung_squeue_is_unknown_not_a_crash(monkeypatch):
+def test_a_missing_or_hung_squeue_is_unknown_not_a_crash(monkeypatch, transport):
     def missing() -> Answer:
         raise KindslurmError("squeue not found on PATH")
 
     fake_tools(monkeypatch, missing, (1, "", ""))
     with pytest.raises(StatesUnknown):
-        Slurm().states(["7"])
+        Slurm(transport).states(["7"])
 
     def hung() -> Answer:
         raise CommandTimeout(["squeue"], 30)  # what proc.run raises for a hung tool
 
     fake_tools(monkeypatch, hung, (1, "", ""))
     with pytest.raises(StatesUnknown):
-        Slurm().states(["7"])
+        Slurm(transport).states(["7"])
 
 
-def test_one_job_state_takes_sacct_word_only_for_that_job(monkeypatch):
+def test_one_job_state_takes_sacct_word_only_for_that_job(monkeypatch, transport):
     down = (1, "", "Socket timed out")
     fake_tools(monkeypatch, down, (0, "8|COMPLETED|0:0|8\n", ""))
-    assert Slurm().state("8").state == "completed"  # type: ignore[union-attr]
+    assert Slurm(transport).state("8").state == "completed"  # type: ignore[union-attr]
     fake_tools(monkeypatch, down, (0, "", ""))
     with pytest.raises(StatesUnknown):
-        Slurm().state("8")
+        Slurm(transport).state("8")
 
 
-def test_array_tasks_are_found_by_base_and_raw_id(monkeypatch):
+def test_array_tasks_are_found_by_base_and_raw_id(monkeypatch, transport):
     out = "123_4|RUNNING|None|127\n123_[5-9%2]|PENDING|JobArrayTaskLimit|123\n"
     fake_tools(monkeypatch, (0, out, ""), (1, "", ""))
-    got = Slurm().states(["123", "127"])
+    got = Slurm(transport).states(["123", "127"])
     assert got["123"].active and got["127"].slurm_state == "RUNNING"
 
 

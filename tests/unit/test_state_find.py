@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from kindslurm import exitcodes, proc, records
-from kindslurm.cli import inspect
+from kindslurm import api, exitcodes, proc, records
 from kindslurm.cli import main
+from kindslurm.errors import KindslurmError
+from kindslurm.scheduler.slurm import Slurm
 
 
 def record(run_id: str, created: float, **kw: Any) -> records.Record:
@@ -60,7 +61,7 @@ def test_two_runs_of_one_allocation_share_a_job_id_so_it_is_ambiguous(xdg):
 
 def test_cli_cancel_with_an_ambiguous_prefix_cancels_nothing(runs, monkeypatch):
     cancelled: list[tuple[str, str | None]] = []
-    monkeypatch.setattr(inspect.Slurm, "cancel", lambda self, job, step=None: cancelled.append((job, step)))
+    monkeypatch.setattr(Slurm, "cancel", lambda self, job, step=None: cancelled.append((job, step)))
     res = CliRunner().invoke(main, ["cancel", "2026120"])
     assert res.exit_code == exitcodes.USAGE and cancelled == []
     assert "matches 3 runs" in res.output
@@ -71,13 +72,14 @@ def test_cli_cancel_with_an_ambiguous_prefix_cancels_nothing(runs, monkeypatch):
 @pytest.fixture
 def scancel(no_site_config, monkeypatch) -> list[tuple[str, str | None]]:
     calls: list[tuple[str, str | None]] = []
-    monkeypatch.setattr(inspect.Slurm, "cancel", lambda self, job, step=None: calls.append((job, step)))
+    monkeypatch.setattr(Slurm, "cancel", lambda self, job, step=None: calls.append((job, step)))
     return calls
 
 
 def test_cancel_of_a_run_in_an_srun_step_cancels_only_that_step(scancel):
     record("r-step", 1.0, mode="inline", job_id="50", step_id="3", node="elsewhere")
-    inspect.cancel("r-step")
+    done = api.cancel("r-step")
+    assert done.action == "step" and done.message.startswith("cancelled step 50.3")
     assert scancel == [("50", "3")]
 
 
@@ -86,7 +88,7 @@ def test_cancel_of_an_inline_run_signals_its_process_not_the_allocation(scancel)
     try:
         record("r-inline", 1.0, mode="inline", job_id="51", node=socket.gethostname(), pid=sleeper.pid,
                pid_start=proc.start_time(sleeper.pid))
-        inspect.cancel("r-inline")
+        assert api.cancel("r-inline").action == "signal"
         assert sleeper.wait(timeout=10) == -15
         assert scancel == []
     finally:
@@ -95,16 +97,15 @@ def test_cancel_of_an_inline_run_signals_its_process_not_the_allocation(scancel)
 
 def test_cancel_of_an_inline_run_on_another_node_says_where_to_cancel(scancel):
     record("r-far", 1.0, mode="inline", job_id="52", node="node-far", pid=1, pid_start="1")
-    with pytest.raises(inspect.KindslurmError, match="runs on node node-far: run `kindslurm cancel r-far` there"):
-        inspect.cancel("r-far")
+    with pytest.raises(KindslurmError, match="runs on node node-far: run `kindslurm cancel r-far` there"):
+        api.cancel("r-far")
     assert scancel == []
 
 
 def test_cancel_of_sbatch_and_own_srun_jobs_cancels_the_job(scancel):
     record("r-batch", 1.0, job_id="53")
     record("r-srun", 2.0, mode="srun", job_id="54")
-    inspect.cancel("r-batch")
-    inspect.cancel("r-srun")
+    assert api.cancel("r-batch").action == api.cancel("r-srun").action == "job"
     assert scancel == [("53", None), ("54", None)]
 
 
@@ -112,5 +113,5 @@ def test_cancel_of_a_dead_local_run_points_at_gc(scancel):
     gone = subprocess.Popen(["true"])
     gone.wait()
     record("r-dead", time.time(), mode="local", node=socket.gethostname(), pid=gone.pid, pid_start="1")
-    with pytest.raises(inspect.KindslurmError, match="no live process"):
-        inspect.cancel("r-dead")
+    with pytest.raises(KindslurmError, match="no live process"):
+        api.cancel("r-dead")

@@ -1,0 +1,46 @@
+"""The transport for this very host: commands through kindslurm.proc, files through pathlib."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from kindslurm import proc
+from kindslurm.transport.base import poll_lines
+
+
+class LocalTransport:
+    def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = proc.DEFAULT_TIMEOUT,
+            input: str | None = None) -> proc.Result:
+        # looked up on the module at each call, so tests can stand in for proc.run
+        return proc.run(argv, check=check, timeout=timeout, input=input)
+
+    def read_text(self, path: str) -> str:
+        return Path(path).read_text()
+
+    def read_from(self, path: str, offset: int) -> bytes | None:
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read()
+        except OSError:
+            return None
+
+    def write_text(self, path: str, text: str, mode: int | None = None) -> None:
+        p = Path(path)
+        p.write_text(text)
+        if mode is not None:
+            os.chmod(p, mode)
+
+    def list_dir(self, path: str, pattern: str = "*") -> list[str]:
+        return sorted(str(p) for p in Path(path).glob(pattern))
+
+    def exists(self, path: str) -> bool:
+        return Path(path).exists()
+
+    def follow(self, path: str, offset: int = 0, *, done: Callable[[], bool], interval: float = 1.0) -> Iterator[str]:
+        return poll_lines(self.read_from, path, offset, done, interval)
+
+    def forward_port(self, host: str, port: int) -> tuple[str, int]:
+        return host, port
