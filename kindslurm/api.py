@@ -15,18 +15,19 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, TYPE_CHECKING, Any, Sequence
 
 from kindslurm import exitcodes, paths, proc, records
 from kindslurm.config import Config
 from kindslurm.errors import CommandTimeout, KindslurmError, SchedulerError, SpecError
 from kindslurm.paths import JobPaths
 from kindslurm.phases import Phase
-from kindslurm.scheduler import render
 from kindslurm.scheduler.base import JobState, Scheduler, StatesUnknown
 from kindslurm.scheduler.slurm import Slurm, resources_of
-from kindslurm.spec import JobSpec
 from kindslurm.transport.local import LocalTransport
+
+if TYPE_CHECKING:  # the spec and jinja2 only for starting a run: `ls` and `status` skip them
+    from kindslurm.spec import JobSpec
 
 __all__ = ["Cancelled", "Plan", "RunView", "Submitted", "cancel", "dry_run", "follow_log", "foreground_plan",
            "here_plan", "list_runs", "log_path", "plan", "pod_logs", "run_foreground", "run_here", "get_scheduler",
@@ -136,6 +137,8 @@ def plan(script: str | None = None, script_args: Sequence[str] = (), *, manifest
 
 def dry_run(p: Plan) -> str:
     """What `--dry-run` prints: the srun command line, or the batch script."""
+    from kindslurm.scheduler import render
+
     if p.mode == "srun":
         return shlex.join(srun_command(p.spec, p.config, p.scheduler)) + "\n"
     return render.render(p.spec, p.config.template, render.kindslurm_command(p.config.kindslurm_command))
@@ -144,6 +147,7 @@ def dry_run(p: Plan) -> str:
 def prepare(spec: JobSpec, cfg: Config) -> tuple[JobPaths, JobSpec]:
     """Create the job directory with copies of the inputs, the spec and the
     rendered batch script; returns the spec that points at the copies."""
+    from kindslurm.scheduler import render
     from kindslurm.spec import stage_inputs
 
     job = JobPaths(Path(spec.job_dir))
@@ -191,6 +195,8 @@ def submit_batch(spec: JobSpec, cfg: Config, slurm: Scheduler) -> str:
 
 def srun_command(spec: JobSpec, cfg: Config, slurm: Scheduler) -> list[str]:
     """The foreground equivalent of the batch script (srun reads no #SBATCH lines)."""
+    from kindslurm.scheduler import render
+
     command = [*render.kindslurm_command(cfg.kindslurm_command), "node-run", str(JobPaths(Path(spec.job_dir)).spec)]
     return slurm.srun_argv(resources_of(spec), command)
 
@@ -273,30 +279,30 @@ def wait(run: Submitted | str, *, scheduler: Scheduler | None = None, stream: bo
                         stream=JobPaths(Path(job_dir)).slurm_out if stream else None)
 
 
-def _job_states(recs: list[records.Record]) -> dict[str, JobState]:
+def _job_states(recs: list[records.Record], sched: Scheduler | None) -> dict[str, JobState]:
     """What Slurm says of these runs' jobs, as much as it can say: never an error."""
     ids = [r.job_id for r in recs if r.job_id]
     if not ids:
         return {}
     try:
-        return get_scheduler().states(ids)
+        return (sched or get_scheduler()).states(ids)
     except StatesUnknown as e:
         return e.partial
     except KindslurmError:
         return {}
 
 
-def list_runs(include_finished: bool = False) -> list[RunView]:
+def list_runs(include_finished: bool = False, *, scheduler: Scheduler | None = None) -> list[RunView]:
     """Your runs, oldest first, with their jobs' Slurm states (asked for live runs only)."""
     recs = records.all_records()
-    states = _job_states([r for r in recs if r.live])
+    states = _job_states([r for r in recs if r.live], scheduler)
     return [RunView(r, states.get(r.job_id or "")) for r in recs if include_finished or r.live]
 
 
-def status(run: Submitted | str) -> RunView:
+def status(run: Submitted | str, *, scheduler: Scheduler | None = None) -> RunView:
     """One run by run id, job id or cluster name, with its summary once it has ended."""
     rec = find(run.run_id if isinstance(run, Submitted) else run)
-    js = _job_states([rec]).get(rec.job_id or "") if rec.job_id else None
+    js = _job_states([rec], scheduler).get(rec.job_id or "") if rec.job_id else None
     summary_path = JobPaths(Path(rec.job_dir)).summary
     import json
 
@@ -304,7 +310,7 @@ def status(run: Submitted | str) -> RunView:
     return RunView(rec, js, summary)
 
 
-def cancel(run: Submitted | str) -> Cancelled:
+def cancel(run: Submitted | str, *, scheduler: Scheduler | None = None) -> Cancelled:
     """Stop one run and nothing else: an inline or srun run shares its
     allocation with whatever else the user runs there, so only sbatch runs and
     srun runs that made their own job are cancelled as whole jobs."""
@@ -319,16 +325,16 @@ def cancel(run: Submitted | str) -> Cancelled:
     if rec.mode == "sbatch":
         if not rec.job_id:
             raise KindslurmError(f"run {rec.run_id} has no job id yet (being submitted): try again in a moment")
-        get_scheduler().cancel(rec.job_id)
+        (scheduler or get_scheduler()).cancel(rec.job_id)
         return Cancelled(rec.run_id, "job", f"cancelled job {rec.job_id}; it tears down cluster {cluster}")
     if rec.mode != "local" and rec.job_id and rec.step_id:
-        get_scheduler().cancel(rec.job_id, rec.step_id)
+        (scheduler or get_scheduler()).cancel(rec.job_id, rec.step_id)
         return Cancelled(rec.run_id, "step",
                          f"cancelled step {rec.job_id}.{rec.step_id}; it tears down cluster {cluster}")
     if rec.mode == "srun":
         if not rec.job_id:
             raise KindslurmError(f"run {rec.run_id} is still waiting for srun to start it: press Ctrl-C where it runs")
-        get_scheduler().cancel(rec.job_id)
+        (scheduler or get_scheduler()).cancel(rec.job_id)
         return Cancelled(rec.run_id, "job", f"cancelled job {rec.job_id}; it tears down cluster {cluster}")
     if rec.node and rec.node != socket.gethostname():
         raise KindslurmError(f"run {rec.run_id} runs on node {rec.node}: run `kindslurm cancel {rec.run_id}` there")

@@ -9,12 +9,14 @@ need them, so `kindslurm --help` stays fast.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from kindslurm import __version__
-from kindslurm.errors import KindslurmError
+
+if TYPE_CHECKING:
+    from kindslurm.errors import KindslurmError
 
 EPILOG = """\b
 Examples:
@@ -39,6 +41,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from kindslurm.errors import KindslurmError
+
         try:
             return fn(*args, **kwargs)
         except KindslurmError as e:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from kindslurm import proc
 from kindslurm.errors import CommandError, KindslurmError, SchedulerError, SpecError
 from kindslurm.scheduler.base import JobState, Resources, StatesUnknown
-from kindslurm.spec import JobSpec
 from kindslurm.transport.base import Transport
+
+if TYPE_CHECKING:
+    from kindslurm.spec import JobSpec
 
 __all__ = ["ACTIVE", "PENDING_REASONS", "STATES", "JobState", "Resources", "Slurm", "StatesUnknown", "long_options",
            "parse_parsable", "parse_sacct", "parse_squeue", "resources_of"]
