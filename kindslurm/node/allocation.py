@@ -75,6 +75,8 @@ class Allocation:
     proc_id: str | None
     nodes: tuple[str, ...]
     node_name: str | None  # SLURMD_NODENAME: set only on a node of the allocation
+    cpus: int | None = None  # SLURM_CPUS_ON_NODE
+    mem_mb: int | None = None  # SLURM_MEM_PER_NODE
 
     def includes(self, hostname: str) -> bool:
         if self.node_name:
@@ -94,7 +96,31 @@ def current(environ: Mapping[str, str] = os.environ) -> Allocation | None:
         proc_id=environ.get("SLURM_PROCID"),
         nodes=tuple(expand_hostlist(nodelist)),
         node_name=environ.get("SLURMD_NODENAME"),
+        cpus=_count(environ.get("SLURM_CPUS_ON_NODE")),
+        mem_mb=_count(environ.get("SLURM_MEM_PER_NODE")),
     )
+
+
+def _count(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def gpus(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The GPUs Slurm assigned (global ids), also read outside an allocation's
+    record: a `--local` run on a GPU node may have them."""
+    return environ.get("SLURM_JOB_GPUS")
+
+
+def end_time(environ: Mapping[str, str] = os.environ) -> int | None:
+    """When Slurm ends the job (epoch seconds), if it said."""
+    end = _count(environ.get("SLURM_JOB_END_TIME"))
+    return end if end else None
+
+
+def cpuset() -> str:
+    """The CPUs Slurm lets this process run on: the node containers are pinned
+    to the same ones, as podman does not inherit the job's cgroup."""
+    return ",".join(map(str, sorted(os.sched_getaffinity(0))))
 
 
 def placement(environ: Mapping[str, str] = os.environ, hostname: str | None = None) -> str | None:

@@ -12,6 +12,7 @@ import time
 from typing import Mapping
 
 from kindslurm import proc
+from kindslurm.node import allocation
 from kindslurm.errors import KindslurmError
 
 DELETE_RESERVE = 12.0  # seconds of the teardown budget kept for deleting the cluster (measured 3.5-6 s)
@@ -37,9 +38,8 @@ class Teardown:
         if self.deadline is not None:
             return
         seconds = IDLE_BUDGET
-        end = environ.get("SLURM_JOB_END_TIME", "")
-        if end.isdigit() and int(end) > 0:
-            seconds = min(seconds, int(end) - time.time())
+        if end := allocation.end_time(environ):
+            seconds = min(seconds, end - time.time())
         self.start(seconds)
 
     def left(self) -> float:

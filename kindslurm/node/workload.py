@@ -8,21 +8,29 @@ where nothing of ours runs and a linuxproc-tracked Slurm would miss it.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
-import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import IO, Callable, Mapping
 
+from kindslurm import proc
+from kindslurm.errors import KindslurmError
+
+POLL = 0.05  # seconds between looks at the child: signals and the deadline are handled between them
+
 
 def _die_with_parent() -> list[str]:
     setpriv = shutil.which("setpriv")
-    if setpriv and subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True).returncode == 0:
-        return [setpriv, "--pdeathsig", "KILL", "--"]
-    return []
+    if not setpriv:
+        return []
+    try:
+        works = proc.run([setpriv, "--pdeathsig", "KILL", "--", "true"], check=False, timeout=10).ok
+    except KindslurmError:
+        works = False
+    return [setpriv, "--pdeathsig", "KILL", "--"] if works else []
 
 
 def script_to_run(copy: str, origin: str | None, say: Callable[[str], None]) -> str:
@@ -48,32 +56,27 @@ class Workload:
         self.env = dict(env)
         self.log_path = log
         self.out = out
-        self.proc: subprocess.Popen[str] | None = None
+        self._stop: Callable[[float], None] | None = None  # set once the child runs
 
     def run(self, deadline: float | None) -> int | None:
         """The exit code (128+N for a signal), or None if the deadline passed first."""
         with open(self.log_path, "a") as log:
-            self.proc = subprocess.Popen(
-                self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-            )
-            pump = threading.Thread(target=self._pump, args=(self.proc, log), daemon=True)
+            child = proc.spawn(self.argv, cwd=self.cwd, env=self.env)
+            self._stop = functools.partial(proc.stop_group, child)
+            assert child.stdout is not None
+            pump = threading.Thread(target=self._pump, args=(child.stdout, log), daemon=True)
             pump.start()
-            while True:
-                try:
-                    rc = self.proc.wait(timeout=1.0)  # short waits: signals are handled between them
-                    break
-                except subprocess.TimeoutExpired:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        self.stop()
-                        pump.join(timeout=5)
-                        return None
+            while (rc := child.poll()) is None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.stop()
+                    pump.join(timeout=5)
+                    return None
+                time.sleep(POLL)
             pump.join(timeout=5)
         return rc if rc >= 0 else 128 - rc
 
-    def _pump(self, p: subprocess.Popen[str], log: IO[str]) -> None:
-        assert p.stdout is not None
-        for line in p.stdout:
+    def _pump(self, stdout: IO[str], log: IO[str]) -> None:
+        for line in stdout:
             log.write(line)
             log.flush()
             self.out.write(line)
@@ -81,13 +84,5 @@ class Workload:
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM to the whole process group, SIGKILL after `grace` seconds."""
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if self._stop is not None:
+            self._stop(grace)

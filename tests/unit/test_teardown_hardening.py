@@ -15,7 +15,8 @@ import pytest
 from kindslurm.node import capacity
 from kindslurm import exitcodes, paths, records
 from kindslurm.errors import ClusterExistsError
-from kindslurm.kube import Kube, parse_cri_log
+from kindslurm.kube import parse_cri_log
+from kindslurm.node.harvest import Harvester
 from kindslurm.node.lifecycle import Lifecycle
 from kindslurm.node.teardown import MARGIN, Teardown
 from kindslurm.spec import JobSpec
@@ -39,13 +40,11 @@ def test_a_full_quota_does_not_skip_the_delete(spec, quiet_checks, mocker):
     provider.delete.return_value = []
     lc = Lifecycle(spec, provider)
 
-    def run_filling_the_quota():
-        lc.created = True
+    def api_up_and_the_quota_full():
         mocker.patch("kindslurm.records.update", side_effect=OSError(errno.EDQUOT, "Disk quota exceeded"))
         mocker.patch.object(lc.paths.summary.__class__, "write_text", side_effect=OSError(errno.EDQUOT, "quota"))
-        return 0, "completed", "ok"
 
-    mocker.patch.object(lc, "_run", side_effect=run_filling_the_quota)
+    mocker.patch("kindslurm.kube.Kube").return_value.wait_api.side_effect = api_up_and_the_quota_full
     assert lc.run() == 0
     provider.delete.assert_called_once()
     assert any("state record" in w for w in lc.warnings)
@@ -54,11 +53,12 @@ def test_a_full_quota_does_not_skip_the_delete(spec, quiet_checks, mocker):
 def test_leftovers_make_a_successful_run_fail(spec, quiet_checks, mocker):
     provider = mocker.Mock()
     provider.delete.return_value = ["ks-t: container x"]
+    mocker.patch("kindslurm.kube.Kube")
     lc = Lifecycle(spec, provider)
-    mocker.patch.object(lc, "_run", side_effect=lambda: (setattr(lc, "created", True), (0, "completed", "ok"))[1])
     assert lc.run() == exitcodes.TEARDOWN_INCOMPLETE
     assert json.loads(Path(spec.job_dir, "summary.json").read_text())["exit_code"] == exitcodes.TEARDOWN_INCOMPLETE
-    assert lc.marker.exists() or True  # the marker is kept for gc (none was claimed here)
+    assert lc.marker.exists()  # the marker is kept for gc
+    lc.marker.unlink()
 
 
 def test_a_name_taken_by_another_run_is_never_deleted(spec, quiet_checks, mocker):
@@ -132,15 +132,14 @@ def test_kubelet_log_files_parse_to_the_containers_lines():
 
 
 def test_an_unreadable_log_never_replaces_a_saved_one(tmp_path):
-    kube = Kube.__new__(Kube)
-    kube.unreadable = set()
+    harvester = Harvester(None, None, None)
     out = tmp_path / "default" / "p" / "main.log"
-    kube._keep(out, "started\ngot SIGTERM\n", failed=False)
-    kube._keep(out, "unable to retrieve container logs for containerd://abc", failed=True)
-    assert out.read_text() == "started\ngot SIGTERM\n" and out not in kube.unreadable
+    harvester._keep(out, "started\ngot SIGTERM\n", failed=False)
+    harvester._keep(out, "unable to retrieve container logs for containerd://abc", failed=True)
+    assert out.read_text() == "started\ngot SIGTERM\n" and out not in harvester.unreadable
     missing = tmp_path / "default" / "q" / "main.log"
-    kube._keep(missing, "(no log: gone)\n", failed=True)
-    assert missing in kube.unreadable
+    harvester._keep(missing, "(no log: gone)\n", failed=True)
+    assert missing in harvester.unreadable
 
 
 def test_the_network_lock_is_taken_alone_when_the_network_went_meanwhile(mocker):
