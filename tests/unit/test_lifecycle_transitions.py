@@ -10,6 +10,7 @@ import pytest
 
 from kindslurm import exitcodes, records
 from kindslurm.errors import ClusterCreateError
+from kindslurm.node import actions
 from kindslurm.node.lifecycle import Interrupt, Lifecycle
 from kindslurm.spec import JobSpec
 
@@ -94,3 +95,46 @@ def test_teardown_leftovers_are_reported(spec, quiet_checks, mocker):
 
 def test_interrupt_is_not_an_exception():
     assert not issubclass(Interrupt, Exception)
+
+
+def test_keep_on_failure_holds_after_the_workload_stops_and_teardown_keeps_its_order(spec, quiet_checks, mocker, tmp_path):
+    """stop workload, hold, harvest, delete cluster, remove kubeconfig, remove marker, restore sysctls."""
+    order = []
+    script = tmp_path / "w.sh"
+    script.write_text("exit 4\n")
+    spec.script, spec.keep_on_failure = str(script), True
+    mocker.patch("kindslurm.kube.Kube")
+    provider = mocker.Mock()
+    lc = Lifecycle(spec, provider)
+    provider.delete.side_effect = lambda *a, **kw: (order.append(("delete", lc.kubeconfig.exists(), lc.marker.exists())), [])[1]
+    mocker.patch("kindslurm.node.capacity.release", side_effect=lambda p: (order.append(("release", lc.marker.exists())), {})[1])
+    mocker.patch("kindslurm.node.harvest.collect", side_effect=lambda *a, **kw: order.append("harvest"))
+    mocker.patch.object(Lifecycle, "_hold_for_debugging", side_effect=lambda: order.append("hold"))
+    lc.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    lc.kubeconfig.write_text("")
+    real_stop = actions.RunWorkload.undo
+    mocker.patch.object(actions.RunWorkload, "undo", autospec=True,
+                        side_effect=lambda step, ctx: (order.append("stop"), real_stop(step, ctx)))
+    assert lc.run() == 4
+    assert order == ["stop", "hold", "harvest", ("delete", True, True), ("release", False)]
+    assert not lc.kubeconfig.exists()
+    summary = json.loads(Path(spec.job_dir, "summary.json").read_text())
+    assert [p["name"] for p in summary["phases"]] == ["preflight", "creating", "starting", "running", "collecting", "tearing-down"]
+
+
+def test_the_workload_runs_through_proc_and_its_deadline_stops_it(tmp_path):
+    import io
+    import time
+
+    from kindslurm.node.workload import Workload
+
+    script = tmp_path / "w.sh"
+    script.write_text("echo hello; exit 3\n")
+    out = io.StringIO()
+    w = Workload(str(script), [], cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"}, log=tmp_path / "w.log", out=out)
+    assert w.run(None) == 3
+    assert out.getvalue() == "hello\n" == (tmp_path / "w.log").read_text()
+    script.write_text("sleep 30\n")
+    w = Workload(str(script), [], cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"}, log=tmp_path / "w.log", out=out)
+    t = time.monotonic()
+    assert w.run(time.monotonic() + 0.5) is None and time.monotonic() - t < 10
