@@ -59,6 +59,9 @@ class Interrupt(BaseException):
 
 
 class Lifecycle:
+    """The steps' shared context: what they made (kube, workload, applied,
+    leftovers) must outlive them, for the undos and the summary."""
+
     def __init__(self, spec: JobSpec, provider: Provider | None = None, out: IO[str] | None = None) -> None:
         self.spec = spec
         self.paths = JobPaths(Path(spec.job_dir))
@@ -207,9 +210,9 @@ class Lifecycle:
             self.teardown.start_default()
             retain = (status in (Phase.FAILED, Phase.COMPLETED) and exit_code != 0 and self.spec.keep_on_failure
                       and self.created)
-            self.runner.undo(hold=self._hold_for_debugging if retain else None)
-            if self.kube is None:
+            if self.kube is None:  # before the cluster goes, where the harvest would have been
                 self.best_effort("collect logs", self._no_events)
+            self.runner.undo(hold=self._hold_for_debugging if retain else None)
             if self.leftovers:
                 reason += f"; teardown left {', '.join(self.leftovers)} (run `kindslurm gc`)"
                 if exit_code == exitcodes.OK:
@@ -244,9 +247,9 @@ class Lifecycle:
             f"use KUBECONFIG={self.kubeconfig} on {socket.gethostname()}, then scancel or Ctrl-C"
         )
         self.best_effort("update the run's state record", lambda: records.update(self.spec.run_id, phase=Phase.HELD))
-        self.tearing_down = False
-        self.teardown = Teardown()
-        try:
+        try:  # from before the reset: a signal right after it must still end the hold, not the teardown
+            self.teardown = Teardown()
+            self.tearing_down = False
             while True:
                 time.sleep(3600)
         except Interrupt:

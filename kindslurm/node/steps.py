@@ -108,13 +108,13 @@ class Runner(Generic[C]):
             if not step.wanted(self.ctx):
                 continue
             self.enter(step.phase)
-            self.started.append(step)
             try:
+                self.started.append(step)  # inside the try: a signal between the two still reaches the check
                 step.do(self.ctx)
             except Decided:
                 return
             except BaseException as e:
-                if not step.left_something(self.ctx, e):
+                if step in self.started and not step.left_something(self.ctx, e):
                     self.started.remove(step)
                 raise
 

@@ -131,3 +131,13 @@ def test_the_lifecycles_steps_in_order():
                      "WaitManifests"]
     undone = [s.name for s in reversed(actions.steps()) if s.undo_what]
     assert undone == ["RunWorkload", "ConnectAPI", "CreateCluster", "ClaimName"]
+
+
+def test_only_a_name_held_by_someone_else_means_the_create_left_nothing():
+    from kindslurm.errors import ClusterExistsError
+
+    create = actions.CreateCluster()
+    assert not create.left_something(None, ClusterExistsError("ks-t exists"))  # type: ignore[arg-type]
+    assert create.left_something(None, RuntimeError("kind create died"))  # type: ignore[arg-type]
+    assert create.left_something(None, Interrupt(signal.SIGTERM))  # type: ignore[arg-type]
+    assert not actions.ClaimName().left_something(None, Interrupt(signal.SIGTERM))  # type: ignore[arg-type]
