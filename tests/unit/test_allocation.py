@@ -55,3 +55,14 @@ def test_an_sbatch_run_keeps_the_plain_job_name():
 def test_longest_allocation_name_stays_within_kinds_limit():
     name = naming.allocation_cluster_name("x" * naming.MAX_PREFIX, "12345678", "20261202-101010-abcdef", "123", "15")
     assert naming.KIND_NAME.match(name) and len(name) + len("-control-plane") <= 64, (name, len(name))
+
+
+def test_the_node_sides_slurm_reads_are_here():
+    env = {"SLURM_JOB_ID": "42", "SLURM_CPUS_ON_NODE": "8", "SLURM_MEM_PER_NODE": "bogus", "SLURM_JOB_GPUS": "0,2",
+           "SLURM_JOB_END_TIME": "0"}
+    alloc = allocation.current(env)
+    assert alloc is not None and (alloc.cpus, alloc.mem_mb) == (8, None)
+    assert allocation.gpus(env) == "0,2"
+    assert allocation.end_time(env) is None and allocation.end_time({"SLURM_JOB_END_TIME": "1700000000"}) == 1700000000
+    assert allocation.current({"SLURM_CPUS_ON_NODE": "8"}) is None
+    assert allocation.cpuset()
