@@ -30,7 +30,15 @@ class SchedulerError(KindslurmError):
 
 
 class PreflightError(KindslurmError):
+    """The node cannot host the cluster as it is (cgroup v1, a missing tool): retrying does not help."""
+
     exit_code = exitcodes.PREFLIGHT
+
+
+class NodeFullError(PreflightError):
+    """The node could host the cluster but is busy with others: the same run may fit later."""
+
+    retryable = True
 
 
 class ClusterCreateError(KindslurmError):

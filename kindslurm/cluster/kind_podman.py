@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import IO, Iterator
@@ -28,12 +29,18 @@ from kindslurm.errors import (
     KindslurmError,
     PreflightError,
 )
-from kindslurm.cluster.provider import CLUSTER_LABEL, ROLE_LABEL, ClusterResources, NodeContainer
+from kindslurm.cluster.provider import CLUSTER_LABEL, ROLE_LABEL, ClusterResources, HostInfo, NodeContainer, ToolNeed
 
 KIND_NETWORK = "kind"
 CREATE_TIMEOUT = 600.0  # kind's own --wait is only a warning: a hung create must end too
 # kind labels each node's /var volume with the key `<node name>=true`
 _NODE_VOLUME = re.compile(r"^(.+)-(control-plane\d*|worker\d*|external-load-balancer)$")
+
+
+def missing_archive(image: str, archive: str | None) -> tuple[str, str]:
+    """What is wrong and the fix, for `doctor` and for a run alike."""
+    return (f"{image} is not in podman and its archive {archive} does not exist",
+            "copy the archive to this node or fix node_image_archive (setup/node-image/build.sh makes one)")
 
 
 class KindPodman:
@@ -171,6 +178,39 @@ class KindPodman:
                     found.setdefault(m.group(1), ClusterResources(m.group(1))).volumes.append(v.get("Name", ""))
         return found
 
+    def tools(self) -> list[ToolNeed]:
+        return [
+            ToolNeed("podman", self.podman, True, "apt-get install podman (see setup/node-prereqs.md)"),
+            ToolNeed("kind", self.kind, True, "run setup/install-kind.sh or set tools.kind in the config"),
+        ]
+
+    def info(self) -> HostInfo | None:
+        """What podman says about this host, or None when `podman info` fails."""
+        if shutil.which(self.podman) is None:
+            return None
+        res = proc.run([self.podman, "info", "--format", "json"], check=False, timeout=60)
+        if not res.ok:
+            return None
+        try:
+            data = json.loads(res.stdout)
+        except ValueError:
+            return None
+        host, store = data.get("host") or {}, data.get("store") or {}
+        return HostInfo(
+            runtime=(host.get("ociRuntime") or {}).get("name", "?"),
+            cgroup_controllers=list(host.get("cgroupControllers") or []),
+            graph_root=store.get("graphRoot") or None,
+        )
+
+    def endpoint(self, name: str, timeout: float = 30.0) -> str | None:
+        """The API server's URL on this host, as podman maps the control plane's 6443."""
+        res = proc.run([self.podman, "port", f"{name}-control-plane", "6443/tcp"], check=False, timeout=timeout)
+        hostport = res.stdout.strip().splitlines()[0] if res.ok and res.stdout.strip() else ""
+        host, _, port = hostport.rpartition(":")
+        if not port.isdigit():
+            return None
+        return f"https://{host if host not in ('', '0.0.0.0') else '127.0.0.1'}:{port}"
+
     def network_exists(self) -> bool:
         return proc.run([self.podman, "network", "exists", KIND_NETWORK], check=False, timeout=30).ok
 
@@ -178,15 +218,23 @@ class KindPodman:
     def image_exists(self, image: str) -> bool:
         return proc.run([self.podman, "image", "exists", image], check=False).ok
 
+    def image_state(self, image: str, archive: str | None) -> str:
+        """"present", "archive" (loadable from it), "pull" (no archive: kind pulls it,
+        for sites with registry access) or "no-archive" (the configured archive is missing)."""
+        if self.image_exists(image):
+            return "present"
+        if not archive:
+            return "pull"
+        return "archive" if os.path.isfile(archive) else "no-archive"
+
     def ensure_image(self, image: str, archive: str | None) -> str:
         """Load the node image from its archive once per node. Returns the image's
         state before: "present", "archive" (loaded now) or "pull" (kind pulls it)."""
-        from kindslurm.node import preflight
-
-        state = preflight.node_image_state(self.podman, image, archive)
+        state = self.image_state(image, archive)
         if state == "no-archive":
-            raise PreflightError(preflight.image_check(state, image, archive).line)
-        if state != "archive":
+            detail, fix = missing_archive(image, archive)
+            raise PreflightError(f"node image: {detail}: {fix}")
+        if state != "archive" or archive is None:
             return state
         with local_lock("node-image"):
             if not self.image_exists(image):
@@ -233,7 +281,7 @@ class KindPodman:
         for node in nodes if argv else []:
             proc.run([self.podman, "update", *argv, node], timeout=60)
         res = proc.run([self.podman, "inspect", "--format", "json", *nodes], check=False, timeout=60)
-        from kindslurm.node import cgroups
+        from kindslurm.cluster import cgroups
 
         applied = {}
         for c in json.loads(res.stdout or "[]") if res.ok else []:

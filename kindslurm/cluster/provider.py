@@ -36,7 +36,37 @@ class ClusterResources:
         return min((c.created for c in self.containers), default=0.0)
 
 
+@dataclass
+class ToolNeed:
+    """A program the provider runs, for preflight to look up on PATH."""
+
+    name: str
+    path: str
+    required: bool
+    fix: str
+
+
+@dataclass
+class HostInfo:
+    """What the container engine says about this host (preflight reads it)."""
+
+    runtime: str
+    cgroup_controllers: list[str] = field(default_factory=list)
+    graph_root: str | None = None
+
+
 class Provider(Protocol):
+    def tools(self) -> list[ToolNeed]: ...
+
+    def info(self) -> HostInfo | None:
+        """None when the engine cannot be asked."""
+
+    def image_state(self, image: str, archive: str | None) -> str:
+        """"present", "archive", "pull" or "no-archive"."""
+
+    def endpoint(self, name: str, timeout: float = ...) -> str | None:
+        """The cluster's API server URL on this host, None if it has none."""
+
     def create(self, name: str, config: str, kubeconfig: Path, image: str | None, log: IO[str],
                timeout: float = ...) -> None:
         """Raises ClusterExistsError, having touched nothing, when the name is taken."""

@@ -21,7 +21,8 @@ from typing import Any
 
 from kindslurm.node import hostsysctl
 from kindslurm import paths, proc
-from kindslurm.errors import ClusterExistsError, PreflightError
+from kindslurm.cluster.provider import Provider
+from kindslurm.errors import ClusterExistsError, NodeFullError
 from kindslurm.node.preflight import ERROR, OK, Check
 
 PER_NODE = {
@@ -188,12 +189,12 @@ def reserve(marker: Path, nodes: int, owner: dict[str, Any] | None = None) -> No
                       if name != marker.name and data.get("booting") and marker_alive(data))
         for c in check(nodes, booting=booting):
             if c.status != OK:
-                raise PreflightError(c.line)
+                raise NodeFullError(c.line)
         hostsysctl.record()
         write_marker(marker, nodes, booting=True, owner=owner)
 
 
-def release(provider: Any) -> dict[str, str]:
+def release(provider: Provider) -> dict[str, str]:
     """After a teardown: when no cluster is left or booting on the node, put back
     the host sysctls the kubelet changed. Returns what was restored."""
     from kindslurm.locks import local_lock

@@ -11,24 +11,39 @@ which only the node its record names can tell.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from kindslurm import paths, proc, records
 from kindslurm.node.capacity import marker_alive, read_markers
 from kindslurm.errors import KindslurmError
-from kindslurm.cluster.kind_podman import KindPodman
 from kindslurm.locks import local_lock
-from kindslurm.cluster.provider import ClusterResources
-from kindslurm.scheduler.slurm import JobState, Slurm
+from kindslurm.cluster.provider import ClusterResources, Provider
 
 GRACE_SECONDS = 120.0  # KINDSLURM_GC_GRACE overrides (seconds)
 
 Step = Callable[[], list[str]]
+
+
+class JobView(Protocol):
+    """What gc reads of a job's state (the scheduler's JobState fits)."""
+
+    slurm_state: str
+
+    @property
+    def active(self) -> bool: ...
+
+
+class JobStates(Protocol):
+    """The scheduler as gc sees it: the node side never imports the scheduler
+    layer; the CLI hands one in. Raises a KindslurmError when it cannot tell."""
+
+    def states(self, job_ids: Sequence[str]) -> Mapping[str, JobView]: ...
 
 
 @dataclass
@@ -69,7 +84,7 @@ class Owner:
 
 
 class Collector:
-    def __init__(self, provider: KindPodman, slurm: Slurm, *, job: str | None = None, older_than: float = 0.0,
+    def __init__(self, provider: Provider, slurm: JobStates, *, job: str | None = None, older_than: float = 0.0,
                  include_finished: bool = False, now: Callable[[], float] = time.time) -> None:
         self.provider = provider
         self.slurm = slurm
@@ -80,7 +95,7 @@ class Collector:
         self.grace = float(os.environ.get("KINDSLURM_GC_GRACE", GRACE_SECONDS))
         self.host = socket.gethostname()
         self.slurm_ok = True
-        self.states: dict[str, JobState] = {}
+        self.states: Mapping[str, JobView] = {}
         self.records_of: dict[str, Path | None] = {}  # run id -> records dir when not the caller's own
         self._doomed: list[str] = []
         self._bulk_failures: list[str] | None = None
@@ -193,7 +208,7 @@ class Collector:
             kubeconfig = owner.kubeconfig
             doomed_kubeconfigs.add(kubeconfig)
             what = f"{len(res.containers)} container(s), {len(res.volumes)} volume(s)"
-            plan.append((Action("cluster", name, f"{why}; {what}"), lambda n=name, k=kubeconfig: self._remove_cluster(n, k)))
+            plan.append((Action("cluster", name, f"{why}; {what}"), functools.partial(self._remove_cluster, name, kubeconfig)))
         for name, owner in owners.items():
             if name not in clusters and self._wanted(owner.job_id) and self._owner_live(owner, None)[0]:
                 keep.add(name)  # a marker or record of a live run whose cluster is not (or no longer) here
@@ -210,7 +225,7 @@ class Collector:
                 continue
             if not rec.live and not self.include_finished:
                 continue  # a finished run's record is history for `ls -a`
-            plan.append((Action("record", rec.run_id, why), lambda r=rec: self._after(r.cluster, lambda: self._remove_record(r))))
+            plan.append((Action("record", rec.run_id, why), functools.partial(self._after, rec.cluster, functools.partial(self._remove_record, rec))))
 
         plan += self._stale_files(owners, markers, keep, doomed_kubeconfigs)
         return plan
@@ -235,7 +250,7 @@ class Collector:
                 continue
             if age < max(wait, self.older_than):
                 continue
-            out.append((Action("kubeconfig", str(p), "no live cluster"), lambda p=p: _unlink(p)))
+            out.append((Action("kubeconfig", str(p), "no live cluster"), functools.partial(_unlink, p)))
         mdir = paths.markers_dir()
         for name, marker in markers.items():
             owner = owners[name]
@@ -247,7 +262,7 @@ class Collector:
                     continue
             except OSError:
                 continue
-            out.append((Action("marker", name, "its creator is gone"), lambda n=name, p=p: self._after(n, lambda: _unlink(p))))
+            out.append((Action("marker", name, "its creator is gone"), functools.partial(self._after, name, functools.partial(_unlink, p))))
         return out
 
     # -- acting -----------------------------------------------------------
@@ -308,20 +323,3 @@ def _unlink(p: Path) -> list[str]:
     p.unlink(missing_ok=True)
     Path(f"{p}.lock").unlink(missing_ok=True)
     return []
-
-
-def render_table(actions: list[Action], dry_run: bool) -> None:
-    import click
-
-    if not actions:
-        click.echo("Nothing to collect." if not dry_run else "Nothing would be collected.")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for col in ("WHAT", "NAME", "WHY", "RESULT"):
-        table.add_column(col)
-    for a in actions:
-        table.add_row(a.kind, a.name, a.reason, a.result)
-    Console(width=max(140, Console().width)).print(table)

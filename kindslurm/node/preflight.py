@@ -7,14 +7,13 @@ before `kind create`; warnings are printed and the run goes on.
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from kindslurm import proc
+from kindslurm.cluster.provider import HostInfo, Provider
 
 OK, WARN, ERROR = "ok", "warn", "error"
 MIN_FREE_GB = 4.0
@@ -53,16 +52,6 @@ def _user() -> str:
         return str(os.getuid())
 
 
-def _podman_info(podman: str) -> dict | None:
-    res = proc.run([podman, "info", "--format", "json"], check=False, timeout=60)
-    if not res.ok:
-        return None
-    try:
-        return json.loads(res.stdout)
-    except ValueError:
-        return None
-
-
 def _sub_ids(path: str, user: str, uid: int) -> int:
     try:
         lines = Path(path).read_text().splitlines()
@@ -90,7 +79,7 @@ def check_tool(name: str, path: str, required: bool, fix: str) -> Check:
     return Check(name, ERROR if required else WARN, f"{path} not found on PATH", fix)
 
 
-def rootless_checks(uid: int, user: str, info: dict | None, mounts: str | None = None) -> list[Check]:
+def rootless_checks(uid: int, user: str, info: HostInfo | None, mounts: str | None = None) -> list[Check]:
     """Why this node can or cannot host rootless kind, in the user's terms."""
     checks: list[Check] = []
     version = cgroup_version(mounts)
@@ -104,7 +93,7 @@ def rootless_checks(uid: int, user: str, info: dict | None, mounts: str | None =
             )
         )
     else:
-        controllers = set((info or {}).get("host", {}).get("cgroupControllers") or [])
+        controllers = set(info.cgroup_controllers if info else [])
         missing = [c for c in REQUIRED_CONTROLLERS if c not in controllers]
         if missing:
             checks.append(
@@ -150,24 +139,29 @@ def rootless_checks(uid: int, user: str, info: dict | None, mounts: str | None =
 
 
 def run_checks(
+    provider: Provider | None = None,
     *,
-    podman: str = "podman",
-    kind: str = "kind",
     kubectl: str = "kubectl",
     node_image: str | None = None,
     node_image_archive: str | None = None,
+    podman: str | None = None,
+    kind: str | None = None,
 ) -> list[Check]:
+    """`podman=`/`kind=` name the tools of a default provider when none is given."""
+    if provider is None:
+        from kindslurm.cluster.kind_podman import KindPodman
+
+        provider = KindPodman(kind or "kind", podman or "podman")
     uid = os.getuid()
     user = _user()
-    checks = [
-        check_tool("podman", podman, True, "apt-get install podman (see setup/node-prereqs.md)"),
-        check_tool("kind", kind, True, "run setup/install-kind.sh or set tools.kind in the config"),
-        check_tool("kubectl", kubectl, False, "install kubectl (setup/node-image/build.sh puts one in /usr/local/bin)"),
-    ]
-    info = _podman_info(podman) if checks[0].status == OK else None
+    needs = provider.tools()
+    checks = [check_tool(n.name, n.path, n.required, n.fix) for n in needs]
+    checks.append(check_tool("kubectl", kubectl, False, "install kubectl (setup/node-image/build.sh puts one in /usr/local/bin)"))
+    engine_ok = bool(needs) and checks[0].status == OK  # the first need is the container engine
+    info = provider.info() if engine_ok else None
     if uid != 0:
         checks += rootless_checks(uid, user, info)
-    if checks[0].status == OK and info is None:
+    if engine_ok and info is None:
         checks.append(Check("podman info", ERROR, "`podman info` failed", "run `podman info` and fix what it reports"))
     if uid == 0:
         checks.append(Check("mode", OK, "rootful podman (running as root)"))
@@ -176,11 +170,10 @@ def run_checks(
         else:
             checks.append(Check("/lib/modules", ERROR, "missing (kind mounts it into every node)", "mkdir -p /lib/modules (setup/host/podman-host.sh)"))
     if info is not None:
-        runtime = info.get("host", {}).get("ociRuntime", {}).get("name", "?")
-        if cgroup_version() == 1 and runtime == "crun":
+        if cgroup_version() == 1 and info.runtime == "crun":
             checks.append(Check("OCI runtime", ERROR, "crun refuses cgroup v1 hybrid hosts", 'set runtime = "runc" in containers.conf'))
         else:
-            checks.append(Check("OCI runtime", OK, runtime))
+            checks.append(Check("OCI runtime", OK, info.runtime))
     instances = _read_int("/proc/sys/fs/inotify/max_user_instances")
     watches = _read_int("/proc/sys/fs/inotify/max_user_watches")
     if instances is not None and watches is not None:
@@ -202,7 +195,7 @@ def run_checks(
         checks.append(Check("pids", WARN, f"ulimit -u is {nproc_soft}: a cluster runs hundreds of processes", "raise it to 4096 or more"))
     else:
         checks.append(Check("pids", OK, f"ulimit -u {'unlimited' if nproc_soft == resource.RLIM_INFINITY else nproc_soft}"))
-    graph = (info or {}).get("store", {}).get("graphRoot") or (
+    graph = (info.graph_root if info else None) or (
         "/var/lib/containers/storage" if uid == 0 else str(Path.home() / ".local/share/containers/storage")
     )
     probe = Path(graph)
@@ -215,19 +208,9 @@ def run_checks(
         if free_gb >= MIN_FREE_GB
         else Check("disk", ERROR, f"only {free_gb:.1f} GB free for {graph}, a cluster needs {MIN_FREE_GB:.0f}", "free space or move podman's graphroot to a larger local disk")
     )
-    if node_image and checks[0].status == OK:
-        checks.append(image_check(node_image_state(podman, node_image, node_image_archive), node_image, node_image_archive))
+    if node_image and engine_ok:
+        checks.append(image_check(provider.image_state(node_image, node_image_archive), node_image, node_image_archive))
     return checks
-
-
-def node_image_state(podman: str, image: str, archive: str | None) -> str:
-    """"present", "archive" (loadable from it), "pull" (no archive: kind pulls it,
-    for sites with registry access) or "no-archive" (the configured archive is missing)."""
-    if proc.run([podman, "image", "exists", image], check=False).ok:
-        return "present"
-    if not archive:
-        return "pull"
-    return "archive" if os.path.isfile(archive) else "no-archive"
 
 
 def image_check(state: str, image: str, archive: str | None) -> Check:
@@ -238,8 +221,9 @@ def image_check(state: str, image: str, archive: str | None) -> Check:
     if state == "pull":
         return Check("node image", WARN, f"{image} is not in podman: kind will pull it, which needs registry access",
                      "without a registry, build it with setup/node-image/build.sh or set node_image_archive")
-    return Check("node image", ERROR, f"{image} is not in podman and its archive {archive} does not exist",
-                 "copy the archive to this node or fix node_image_archive (setup/node-image/build.sh makes one)")
+    from kindslurm.cluster.kind_podman import missing_archive
+
+    return Check("node image", ERROR, *missing_archive(image, archive))
 
 
 def errors(checks: list[Check]) -> list[Check]:

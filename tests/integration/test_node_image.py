@@ -20,10 +20,10 @@ ABSENT = "localhost/kindslurm/no-such-image:0"
 def test_image_states(tmp_path: Path):
     archive = tmp_path / "node.tar"
     archive.write_bytes(b"")
-    assert preflight.node_image_state("podman", PRESENT, None) == "present"
-    assert preflight.node_image_state("podman", ABSENT, None) == "pull"
-    assert preflight.node_image_state("podman", ABSENT, str(archive)) == "archive"
-    assert preflight.node_image_state("podman", ABSENT, str(tmp_path / "gone.tar")) == "no-archive"
+    assert KindPodman().image_state(PRESENT, None) == "present"
+    assert KindPodman().image_state(ABSENT, None) == "pull"
+    assert KindPodman().image_state(ABSENT, str(archive)) == "archive"
+    assert KindPodman().image_state(ABSENT, str(tmp_path / "gone.tar")) == "no-archive"
     checks = {s: preflight.image_check(s, ABSENT, str(tmp_path / "gone.tar")) for s in ("pull", "no-archive")}
     assert checks["pull"].status == preflight.WARN and "kind will pull it" in checks["pull"].line
     assert checks["no-archive"].status == preflight.ERROR and "fix node_image_archive" in checks["no-archive"].line

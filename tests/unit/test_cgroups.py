@@ -1,6 +1,6 @@
 import os
 
-from kindslurm.node import cgroups
+from kindslurm.cluster import cgroups
 
 
 def test_own_process_limits_are_readable():
