@@ -22,11 +22,12 @@ def doctor(as_json: bool) -> None:
     from dataclasses import asdict
 
     from kindslurm import config, exitcodes
+    from kindslurm.cluster.kind_podman import KindPodman
     from kindslurm.node import preflight
 
     cfg = config.load()
     checks = preflight.run_checks(
-        podman=cfg.tool("podman"), kind=cfg.tool("kind"), kubectl=cfg.tool("kubectl"),
+        KindPodman(cfg.tool("kind"), cfg.tool("podman")), kubectl=cfg.tool("kubectl"),
         node_image=cfg.node_image, node_image_archive=cfg.node_image_archive,
     )
     if as_json:

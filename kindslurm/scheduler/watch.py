@@ -66,7 +66,7 @@ def _describe(js: JobState | None, rec: records.Record | None) -> str:
             parts.append(js.explanation)
     if rec is not None and rec.phase not in (Phase.SUBMITTED, Phase.NEW):
         parts.append(rec.phase)
-    return " · ".join(parts) or "submitted"
+    return " · ".join(parts) or Phase.SUBMITTED
 
 
 def wait_for_job(
@@ -124,7 +124,7 @@ def _spinner(out: IO[str], err: IO[str]):  # type: ignore[no-untyped-def]
 
     shared = out.isatty()
     console = Console(file=out if shared else err, highlight=False)
-    status = console.status("submitted")
+    status = console.status(Phase.SUBMITTED)
     status.start()
     emit = (lambda text: console.print(text, end="", markup=False, soft_wrap=True)) if shared else None
     return status, emit
