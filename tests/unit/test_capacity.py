@@ -31,3 +31,19 @@ def test_inotify_usage_counts_our_own_instances():
         assert after[0] >= before[0] + 1 and after[1] >= before[1] + 1
     finally:
         os.close(fd)
+
+
+def test_a_full_node_refuses_the_reservation_with_a_retryable_error(xdg, monkeypatch, tmp_path):
+    import pytest
+
+    from kindslurm import paths
+    from kindslurm.errors import NodeFullError
+
+    monkeypatch.setattr(paths, "runtime_dir", lambda: xdg / "run")
+    monkeypatch.setattr(paths, "markers_dir", lambda: xdg / "run" / "creating")
+    monkeypatch.setattr(capacity.hostsysctl, "record", lambda: None)
+    marker = xdg / "run" / "creating" / "ks-full"
+    with pytest.raises(NodeFullError) as e:
+        capacity.reserve(marker, 100_000)
+    assert e.value.retryable and "capacity/" in str(e.value)
+    assert not marker.exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kindslurm import exitcodes, records
-from kindslurm.errors import NodeFullError, PreflightError
+from kindslurm.errors import ClusterExistsError, CommandTimeout, NodeFullError, PreflightError
 from kindslurm.node import capacity
 from kindslurm.node.lifecycle import Lifecycle
 from kindslurm.spec import JobSpec
@@ -55,6 +55,17 @@ def test_a_run_boots_and_removes_its_cluster_through_any_provider(spec: JobSpec,
     assert rec is not None and rec.phase == "completed"
 
 
+def test_a_failed_create_is_deleted_through_the_provider(spec: JobSpec, mocker) -> None:  # type: ignore[no-untyped-def]
+    mocker.patch("kindslurm.node.capacity.check", return_value=[])
+    mocker.patch("kindslurm.node.preflight.run_checks", return_value=[])
+    provider = FakeProvider(fail_create=True)
+    code = Lifecycle(spec, provider=provider, out=io.StringIO()).run()
+    assert code == exitcodes.CLUSTER_CREATE
+    assert any(c.startswith("delete ") for c in provider.calls) and provider.found == {}
+    rec = records.load("seam")
+    assert rec is not None and rec.phase == "failed" and rec.exit_code == exitcodes.CLUSTER_CREATE
+
+
 def test_preflight_asks_the_provider_not_podman(spec: JobSpec, mocker) -> None:  # type: ignore[no-untyped-def]
     from kindslurm.node import preflight
 
@@ -83,6 +94,23 @@ def test_gc_removes_a_dead_jobs_cluster_and_keeps_a_live_one(xdg: Path, monkeypa
     assert {(a.kind, a.name): a.result for a in actions if a.kind == "cluster"} == {("cluster", "c-dead"): "removed"}
     assert set(provider.found) == {"c-live"}
     assert records.load("r-live") is not None
+
+
+def test_gc_keeps_the_record_of_a_cluster_it_could_not_remove(xdg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kindslurm import paths
+    from kindslurm.node import gc
+
+    monkeypatch.setattr(paths, "runtime_dir", lambda: xdg / "run")
+    monkeypatch.setattr(paths, "markers_dir", lambda: xdg / "run" / "creating")
+    monkeypatch.setenv("KINDSLURM_GC_GRACE", "0")
+    monkeypatch.setattr(capacity.hostsysctl, "restore", lambda: {})
+    records.save(records.Record(run_id="r-stuck", user="u", job_dir="/nonexistent/r-stuck", mode="sbatch",
+                                phase="running", job_id="4", cluster="c-stuck"))
+    provider = FakeProvider(leftovers=["c-stuck"])
+    provider.add("c-stuck", created=1_000_000.0)
+    results = {a.kind: a.result for a in gc.Collector(provider, FakeJobStates()).run()}
+    assert results["cluster"].startswith("FAILED") and results["record"] == "FAILED: kept while cluster c-stuck remains"
+    assert records.load("r-stuck") is not None and "c-stuck" in provider.found
 
 
 def test_gc_keeps_every_job_cluster_when_the_scheduler_cannot_be_asked(xdg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,6 +150,8 @@ def test_a_full_node_is_worth_retrying_and_cgroup_v1_is_not() -> None:
     assert NodeFullError("capacity/memory: 100 MB available").retryable
     assert not PreflightError("cgroup: this node runs cgroup v1").retryable
     assert issubclass(NodeFullError, PreflightError) and NodeFullError.exit_code == exitcodes.PREFLIGHT
+    assert not ClusterExistsError("a cluster named ks-a already exists").retryable
+    assert CommandTimeout(["kind", "create"], 1.0).retryable
 
 
 def _argv_heads(module: Path) -> list[str]:
