@@ -24,14 +24,15 @@ from kindslurm.paths import JobPaths
 from kindslurm.phases import Phase
 from kindslurm.scheduler.base import JobState, Scheduler, StatesUnknown
 from kindslurm.scheduler.slurm import Slurm, resources_of
+from kindslurm.transport.base import Transport
 from kindslurm.transport.local import LocalTransport
 
 if TYPE_CHECKING:  # the spec and jinja2 only for starting a run: `ls` and `status` skip them
     from kindslurm.spec import JobSpec
 
 __all__ = ["Cancelled", "Plan", "RunView", "Submitted", "cancel", "dry_run", "follow_log", "foreground_plan",
-           "here_plan", "list_runs", "log_path", "plan", "pod_logs", "run_foreground", "run_here", "get_scheduler",
-           "status", "submit", "submit_plan", "wait"]
+           "get_scheduler", "get_transport", "here_plan", "list_runs", "log_path", "plan", "pod_logs", "run_foreground",
+           "run_here", "status", "submit", "submit_plan", "wait"]
 
 # what `plan` takes besides the script: the config keys a command line may set
 RUN_OPTIONS = frozenset({"partition", "time", "cpus", "mem", "gpus", "account", "qos", "sbatch_args", "workers",
@@ -78,11 +79,17 @@ class Cancelled:
     message: str
 
 
+def get_transport() -> Transport:
+    """Where Slurm's commands and the job directories are reached: this host
+    today; the one place an SSH transport will be chosen."""
+    return LocalTransport()
+
+
 def get_scheduler(cfg: Config | None = None) -> Scheduler:
-    """Slurm, through the transport for wherever its commands run (this host today)."""
+    """Slurm, through the transport for wherever its commands run."""
     from kindslurm import config
 
-    return Slurm(LocalTransport(), (cfg or config.load()).tools)
+    return Slurm(get_transport(), (cfg or config.load()).tools)
 
 
 def placement(force_submit: bool = False) -> str:
@@ -276,7 +283,7 @@ def wait(run: Submitted | str, *, scheduler: Scheduler | None = None, stream: bo
         run_id, job_id, job_dir = rec.run_id, rec.job_id, rec.job_dir
     sched = scheduler or get_scheduler()
     return wait_for_job(sched, run_id, job_id, out=out or sys.stdout, err=err or sys.stderr,
-                        stream=JobPaths(Path(job_dir)).slurm_out if stream else None)
+                        stream=JobPaths(Path(job_dir)).slurm_out if stream else None, transport=get_transport())
 
 
 def _job_states(recs: list[records.Record], sched: Scheduler | None) -> dict[str, JobState]:
@@ -374,6 +381,6 @@ def follow_log(run: Submitted | str, out: IO[str], *, job_output: bool = False, 
         cur = records.load(rec.run_id)
         return cur is None or not cur.live
 
-    for text in LocalTransport().follow(str(path), done=ended, interval=interval):
+    for text in get_transport().follow(str(path), done=ended, interval=interval):
         out.write(text)
         out.flush()
