@@ -100,11 +100,11 @@ def _loader() -> type:
 
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     keep = {"tag:yaml.org,2002:null", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:merge"}
-    loader = type("ConfigLoader", (base,), {})
-    loader.yaml_implicit_resolvers = {
-        ch: [(tag, rx) for tag, rx in resolvers if tag in keep]
-        for ch, resolvers in base.yaml_implicit_resolvers.items()
+    resolvers = {
+        ch: [(tag, rx) for tag, rx in found if tag in keep]
+        for ch, found in base.yaml_implicit_resolvers.items()
     }
+    loader: Any = type("ConfigLoader", (base,), {"yaml_implicit_resolvers": resolvers})
     loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789"))
     return loader
 

@@ -49,7 +49,7 @@ class Preflight(Step["Lifecycle"]):
         lc.say(f"run {spec.run_id} on {socket.gethostname()}: cluster {lc.cluster}")
         if lc.alloc is not None:
             lc.kill_wait = kill_wait(spec.tool("scontrol"))
-        checks = preflight.run_checks(podman=spec.tool("podman"), kind=spec.tool("kind"), kubectl=spec.tool("kubectl"))
+        checks = preflight.run_checks(lc.provider, kubectl=spec.tool("kubectl"))
         for c in checks:
             if c.status == preflight.WARN:
                 lc.say(f"warning: {c.line}")
