@@ -139,19 +139,12 @@ def rootless_checks(uid: int, user: str, info: HostInfo | None, mounts: str | No
 
 
 def run_checks(
-    provider: Provider | None = None,
+    provider: Provider,
     *,
     kubectl: str = "kubectl",
     node_image: str | None = None,
     node_image_archive: str | None = None,
-    podman: str | None = None,
-    kind: str | None = None,
 ) -> list[Check]:
-    """`podman=`/`kind=` name the tools of a default provider when none is given."""
-    if provider is None:
-        from kindslurm.cluster.kind_podman import KindPodman
-
-        provider = KindPodman(kind or "kind", podman or "podman")
     uid = os.getuid()
     user = _user()
     needs = provider.tools()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Mapping, Sequence
 
-from kindslurm.cluster.provider import ClusterResources, HostInfo, NodeContainer, Provider, ToolNeed
+from kindslurm.cluster.provider import ClusterResources, HostInfo, NodeContainer, ToolNeed
 from kindslurm.errors import ClusterCreateError, ClusterExistsError, KindslurmError
 
 
@@ -105,6 +105,3 @@ class FakeJobStates:
             raise KindslurmError("squeue failed")
         return {j: FakeJob(self.jobs[j]) for j in job_ids if j in self.jobs}
 
-
-def _typed(p: FakeProvider) -> Provider:
-    return p  # mypy-checked in spirit: FakeProvider must satisfy the Protocol
