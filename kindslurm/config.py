@@ -55,6 +55,8 @@ class Config:
     template: str | None = None
     kindslurm_command: str | None = None
     tools: dict[str, str] = field(default_factory=dict)
+    # `kindslurm bridge`: flavors and the admin's rules, checked by kindslurm.bridge.config
+    bridge: dict[str, Any] = field(default_factory=dict)
 
     def tool(self, name: str) -> str:
         return self.tools.get(name) or name
@@ -74,6 +76,7 @@ _EXAMPLES = {
     "extra_mounts": '["/scratch/me:/scratch"]', "kind_config": "~/kind-extra.yaml", "load_images": '["img.tar"]',
     "timeout": "30m", "keep_on_failure": "true", "job_root": "~/kindslurm-jobs", "template": "~/batch.sh.j2",
     "kindslurm_command": '"python3 -m kindslurm"', "tools": "{kind: /opt/kind/bin/kind}",
+    "bridge": "{default_flavor: small, flavors: {small: {cpus: 1, mem: 2G}}}",
 }
 _OPTION_NAMES = {"sbatch_args": "--sbatch-arg", "extra_mounts": "--mount", "load_images": "--load-image"}
 
@@ -138,6 +141,8 @@ def _type_problem(key: str, value: Any, in_file: bool) -> str:
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 return f"{subject(f'[{i}]')} must be a string (got {_show(item)}): quote it"
+    elif key == "bridge":
+        return f"{subject()} must be a mapping (got {_show(value)}): {write}"
     elif shape == "dict":
         if not isinstance(value, dict):
             return f"{subject()} must be a mapping of tool name to path (got {_show(value)}): {write}"
@@ -162,9 +167,9 @@ def _typed(data: dict[str, Any], where: str, in_file: bool) -> Config:
     import msgspec
 
     data = {k: (str(v) if k in _NUMBER_AS_TEXT and type(v) is int else v) for k, v in data.items()}
-    for key in ("sbatch_args", "extra_mounts", "load_images", "tools"):
+    for key in ("sbatch_args", "extra_mounts", "load_images", "tools", "bridge"):
         if key in data and data[key] is None:
-            data[key] = {} if key == "tools" else []
+            data[key] = {} if key in ("tools", "bridge") else []
     try:
         return msgspec.convert(data, type=Config)
     except msgspec.ValidationError as e:
@@ -223,8 +228,8 @@ def load(overrides: dict[str, Any] | None = None) -> Config:
     ]
     for layer in layers:
         for key, value in layer.items():
-            if key == "tools":
-                cfg.tools = {**cfg.tools, **value}
+            if key in ("tools", "bridge"):  # the site's entries stay unless the user's file names the same key
+                setattr(cfg, key, {**getattr(cfg, key), **value})
             elif key in ("sbatch_args", "extra_mounts", "load_images") and layer is layers[-1]:
                 setattr(cfg, key, [*getattr(cfg, key), *value])
             else:

@@ -64,7 +64,7 @@ def main() -> None:
 
 # The commands register themselves on `main`; their modules import only click
 # at the top, so `kindslurm --help` stays fast.
-from kindslurm.cli import admin, inspect, run  # noqa: E402,F401
+from kindslurm.cli import admin, bridge, inspect, run  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()
