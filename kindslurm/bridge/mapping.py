@@ -17,6 +17,7 @@ from typing import Any
 
 from kindslurm import timefmt
 from kindslurm.bridge.config import BridgeConfig, under
+from kindslurm.config import sbatch_args_problem
 from kindslurm.errors import PodNotReady, PodRefused, SpecError
 
 PREFIX = "kindslurm.io/"
@@ -158,6 +159,10 @@ def request(pod: dict[str, Any], partition: str, cfg: BridgeConfig, default_time
     except ValueError as e:
         raise PodRefused(f"annotation {PREFIX}sbatch-flags does not parse ({e}): quote it as a shell would",
                          reason="InvalidAnnotation") from None
+    if problem := sbatch_args_problem(flags):
+        raise PodRefused(f"annotation {PREFIX}sbatch-flags: sbatch option {problem.split(': use ')[0]}: give the time, "
+                         f"account and qos as {PREFIX} annotations and CPUs, memory and GPUs as the pod's resources",
+                         reason="InvalidAnnotation")
     options: dict[str, Any] = {
         "partition": partition,
         "time": _time(pod, ann, flavor.time, default_time),

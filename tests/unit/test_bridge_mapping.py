@@ -90,6 +90,7 @@ def test_kindslurm_annotations_set_slurm_options() -> None:
     ({"kindslurm.io/partition": "gpu"}, "select that partition's node"),
     ({"kindslurm.io/load-images": "/etc/shadow"}, "outside the directories"),
     ({"kindslurm.io/sbatch-flags": "'unclosed"}, "does not parse"),
+    ({"kindslurm.io/sbatch-flags": "--time=5"}, "sbatch-flags: sbatch option '--time=5' bypasses .* kindslurm.io/"),
 ])
 def test_bad_annotations_are_refused_with_the_fix(annotations: dict[str, str], match: str) -> None:
     with pytest.raises(PodRefused, match=match):
