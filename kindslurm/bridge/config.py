@@ -55,6 +55,7 @@ class BridgeConfig(msgspec.Struct, forbid_unknown_fields=True):
     host_path_prefixes: list[str] = msgspec.field(default_factory=list)
     pvc_rules: list[PvcRule] = msgspec.field(default_factory=list)
     image_archive_prefixes: list[str] = msgspec.field(default_factory=list)
+    node_images: list[str] = msgspec.field(default_factory=list)  # what kindslurm.io/node-image may name
     node_prefix: str = "kindslurm-"
     max_pods: int = 1000
     lease_seconds: int = 40

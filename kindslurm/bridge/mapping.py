@@ -33,6 +33,22 @@ _SUFFIX = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9,
 _QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
 
+# The sbatch options a pod author may set (long name, and short letter): where and when the job runs, never
+# what runs or with which environment (--export, --get-user-env... would reach the node side itself).
+POD_FLAGS = {"constraint": "constraint", "C": "constraint", "exclude": "exclude", "x": "exclude",
+             "nodelist": "nodelist", "w": "nodelist", "exclusive": "exclusive", "gres": "gres", "hold": "hold",
+             "H": "hold", "begin": "begin", "b": "begin", "dependency": "dependency", "d": "dependency",
+             "reservation": "reservation", "licenses": "licenses", "L": "licenses", "nice": "nice",
+             "mail-type": "mail-type", "mail-user": "mail-user", "tmp": "tmp", "requeue": "requeue",
+             "no-requeue": "no-requeue", "prefer": "prefer", "switches": "switches", "wckey": "wckey"}
+
+
+def _flag_name(flag: str) -> str:
+    if flag.startswith("--"):
+        return flag[2:].split("=", 1)[0]
+    return flag[1:2] if flag.startswith("-") else flag
+
+
 def quantity(value: Any) -> float:
     """A Kubernetes quantity (`500m`, `1.5`, `128Mi`, `1e9`) as a number."""
     m = _QUANTITY.match(str(value).strip())
@@ -163,6 +179,10 @@ def request(pod: dict[str, Any], partition: str, cfg: BridgeConfig, default_time
         raise PodRefused(f"annotation {PREFIX}sbatch-flags: sbatch option {problem.split(': use ')[0]}: give the time, "
                          f"account and qos as {PREFIX} annotations and CPUs, memory and GPUs as the pod's resources",
                          reason="InvalidAnnotation")
+    if bad := next((f for f in flags if _flag_name(f) not in POD_FLAGS), None):
+        raise PodRefused(f"annotation {PREFIX}sbatch-flags: {bad!r} is not one a pod may set (a pod may set "
+                         f"{', '.join('--' + n for n in sorted(set(POD_FLAGS.values())))}): ask the bridge's admin "
+                         f"for a flavor that sets it", reason="InvalidAnnotation")
     options: dict[str, Any] = {
         "partition": partition,
         "time": _time(pod, ann, flavor.time, default_time),
@@ -175,6 +195,10 @@ def request(pod: dict[str, Any], partition: str, cfg: BridgeConfig, default_time
     for key in ("account", "qos"):
         if ann.get(key):
             options[key] = ann[key]
+    if ann.get("node-image") and ann["node-image"] not in cfg.node_images:
+        raise PodRefused(f"annotation {PREFIX}node-image names {ann['node-image']}, which is not one the bridge's admin "
+                         f"allows (bridge.node_images: {', '.join(cfg.node_images) or 'none'})",
+                         reason="NodeImageNotAllowed")
     if ann.get("node-image") or flavor.node_image:
         options["node_image"] = ann.get("node-image") or flavor.node_image
     images = list(flavor.load_images)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
+import threading
 from typing import Iterator
 
 import pytest
 
 from tests.bridge.controlplane import ControlPlane, binaries_problem
-from tests.bridge.harness import Outer
+from tests.bridge.harness import Bridge, Outer
+from tests.bridge.scene import Scene, objects
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,23 @@ def outer() -> Iterator[Outer]:
         cp.stop()
 
 
-@pytest.fixture
-def bridge_root(tmp_path: Path) -> Path:
-    return tmp_path
+@pytest.fixture(scope="session")
+def scene(outer: Outer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+    """Every pod of test_pods and test_streaming, created together so their clusters boot side by side."""
+    root = tmp_path_factory.mktemp("pods")
+    s = Scene(outer, Bridge(outer, root / "main"), Bridge(outer, root / "adopt", env={"KINDSLURM_BRIDGE_FAULT":
+                                                                                     "after-submit"}),
+              Bridge(outer, root / "doomed"))
+    recorder = threading.Thread(target=s.record_phases, daemon=True)
+    try:
+        s.main.start()
+        s.doomed.start()
+        s.adopt.start()
+        recorder.start()
+        outer.apply(*objects(s))
+        yield s
+    finally:
+        s.stop.set()
+        for b in (s.main, s.adopt, s.doomed):
+            b.cleanup()
+        outer.kubectl("delete", "pods,jobs,configmaps,secrets", "--all", "--force", "--grace-period=0", check=False)

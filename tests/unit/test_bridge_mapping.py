@@ -15,7 +15,8 @@ from kindslurm.errors import PodNotReady, PodRefused, SpecError
 CFG = bcfg.load({"flavors": {"small": {"cpus": 2, "mem": "4G", "time": "02:00:00", "sbatch_args": ["--exclusive"]},
                              "gpu": {"cpus": 8, "mem": "32G", "gpus": 1, "uses_gpu": True,
                                      "sbatch_args": ["--constraint=a100"]}},
-                 "default_flavor": "small", "cluster_mem": "2G", "image_archive_prefixes": ["/images"]})
+                 "default_flavor": "small", "cluster_mem": "2G", "image_archive_prefixes": ["/images"],
+                 "node_images": ["img:1"]})
 
 
 def pod(containers: list[dict[str, Any]] | None = None, annotations: dict[str, str] | None = None,
@@ -91,6 +92,9 @@ def test_kindslurm_annotations_set_slurm_options() -> None:
     ({"kindslurm.io/load-images": "/etc/shadow"}, "outside the directories"),
     ({"kindslurm.io/sbatch-flags": "'unclosed"}, "does not parse"),
     ({"kindslurm.io/sbatch-flags": "--time=5"}, "sbatch-flags: sbatch option '--time=5' bypasses .* kindslurm.io/"),
+    ({"kindslurm.io/sbatch-flags": "--export=PYTHONPATH=/tmp/x"}, "'--export=PYTHONPATH=/tmp/x' is not one a pod may"),
+    ({"slurm-job.vk.io/flags": "--get-user-env"}, "not one a pod may set"),
+    ({"kindslurm.io/node-image": "evil:latest"}, "not one the bridge's admin allows"),
 ])
 def test_bad_annotations_are_refused_with_the_fix(annotations: dict[str, str], match: str) -> None:
     with pytest.raises(PodRefused, match=match):
