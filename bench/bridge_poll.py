@@ -27,7 +27,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-NODE = "kindslurm-bench"
 
 
 def rss_mb() -> float:
@@ -37,7 +36,7 @@ def rss_mb() -> float:
     return 0.0
 
 
-def child(kubeconfig: str) -> None:
+def child(kubeconfig: str, node: str) -> None:
     """The bridge's controller over every pod of the bench node, as `kindslurm bridge` runs it."""
     from kindslurm import api, config, naming
     from kindslurm.bridge import config as bridge_config
@@ -52,14 +51,14 @@ def child(kubeconfig: str) -> None:
     bcfg = bridge_config.load({})
     outer = Outer(kubeconfig)
     parts = sinfo.partitions(api.get_transport())
-    lease = Lease(outer, NODE, identity(), 40)
+    lease = Lease(outer, node, identity(), 40)
     assert lease.renew()
-    nodes = {NODE: NodeCtx(NodeView(NODE, "debug", "127.0.0.1", 10250, 1000), lease, parts["debug"])}
+    nodes = {node: NodeCtx(NodeView(node, "debug", "127.0.0.1", 10250, 1000), lease, parts["debug"])}
     scheduler = api.get_scheduler(cfg)
     controller = Controller(outer, Runs(scheduler, naming.current_user()), scheduler, nodes, bcfg, "01:00:00")
     base = rss_mb()
-    pods, _ = outer.pods(NODE)
-    controller.synced(NODE, pods)
+    pods, _ = outer.pods(node)
+    controller.synced(node, pods)
     del pods
     t = time.perf_counter()
     controller.poll()
@@ -70,12 +69,16 @@ def child(kubeconfig: str) -> None:
         controller.poll()
         steady.append(time.perf_counter() - t)
     gc.collect()
+    lease.release()
     print(json.dumps({"pods": len(controller.pods), "first_ms": first * 1000,
                       "poll_ms": statistics.median(steady) * 1000, "rss_mb": rss_mb(), "rss_base_mb": base}))
 
 
 def sh(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=True, **kw)  # type: ignore[call-overload]
+    res = subprocess.run(argv, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    if res.returncode:
+        raise SystemExit(f"{' '.join(argv[:4])} exited {res.returncode}: {res.stderr[-3000:]}")
+    return res
 
 
 def per_pod_poll(ids: list[str]) -> float:
@@ -90,17 +93,18 @@ def run_size(cp: object, n: int) -> dict[str, float]:
     from tests.bridge.controlplane import ControlPlane
 
     assert isinstance(cp, ControlPlane)
+    node = f"kindslurm-bench-{n}"
     ids = [sh(["sbatch", "--parsable", "--hold", "--job-name=ks-bench", "-o", "/dev/null", "--wrap", "sleep 600"])
            .stdout.strip().split(";")[0] for _ in range(n)]
     try:
         items = [{"apiVersion": "v1", "kind": "Pod",
                   "metadata": {"name": f"bench-{i}", "namespace": "default",
                                "annotations": {"kindslurm.io/job-id": job}},
-                  "spec": {"nodeName": NODE, "containers": [{"name": "main", "image": "busybox"}]}}
+                  "spec": {"nodeName": node, "containers": [{"name": "main", "image": "busybox"}]}}
                  for i, job in enumerate(ids)]
         cp.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
                    timeout=300)
-        out = sh([sys.executable, __file__, "--child", str(cp.admin)], env={**os.environ, "PYTHONPATH": str(REPO)},
+        out = sh([sys.executable, __file__, "--child", str(cp.admin), node], env={**os.environ, "PYTHONPATH": str(REPO)},
                  timeout=900)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         result["per_pod_ms"] = per_pod_poll(ids)
@@ -116,10 +120,10 @@ def run_size(cp: object, n: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10,100,500")
-    ap.add_argument("--child")
+    ap.add_argument("--child", nargs=2, metavar=("KUBECONFIG", "NODE"))
     args = ap.parse_args()
     if args.child:
-        child(args.child)
+        child(*args.child)
         return
     from tests.bridge.controlplane import ControlPlane
 
