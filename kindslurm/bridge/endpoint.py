@@ -32,6 +32,7 @@ from kindslurm.podfiles import PodFiles
 log = logging.getLogger("kindslurm.bridge")
 VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 DECISION_TTL = 60.0
+CACHE_LIMIT = 4096  # remembered tokens and decisions: a flood of new ones cannot grow memory
 User = tuple[str, list[str], "str | None"]
 
 
@@ -67,6 +68,8 @@ class Endpoint:
         if seen is not None and time.monotonic() - seen[0] < DECISION_TTL:
             return seen[1]
         found = await asyncio.to_thread(self.outer.token_user, token)
+        if len(self.tokens) >= CACHE_LIMIT:
+            self.tokens.clear()
         self.tokens[token] = (time.monotonic(), found)
         return found
 
@@ -83,6 +86,8 @@ class Endpoint:
             except OuterAPIError as e:
                 raise web.HTTPServiceUnavailable(text=f"cannot review access: {e}") from None
             seen = (time.monotonic(), allowed)
+            if len(self.decisions) >= CACHE_LIMIT:
+                self.decisions.clear()
             self.decisions[key] = seen
         if not seen[1]:
             raise web.HTTPForbidden(text=f"Forbidden (user={user[0]}, verb={verb}, resource=nodes, "

@@ -16,7 +16,7 @@ from typing import Callable
 from kindslurm.bridge.controller import NodeCtx
 from kindslurm.bridge.nodes import keep_transitions
 from kindslurm.bridge.outer import Outer
-from kindslurm.errors import KindslurmError
+from kindslurm.errors import KindslurmError, OuterAPIError
 from kindslurm.scheduler.sinfo import Partition
 
 log = logging.getLogger("kindslurm.bridge")
@@ -80,6 +80,12 @@ class Heartbeat(threading.Thread):
             elif name in changed or time.monotonic() - self.posted.get(name, 0.0) >= STATUS_EVERY:
                 try:
                     self.post(ctx)
+                except OuterAPIError as e:
+                    if e.status == 404:  # someone deleted the Node: it is registered again, as a kubelet does
+                        log.warning("node %s was deleted: registering it again", name)
+                        self._register_quietly(ctx)
+                    else:
+                        log.warning("node %s status: %s", name, e)
                 except KindslurmError as e:
                     log.warning("node %s status: %s", name, e)
 
@@ -96,8 +102,18 @@ class Heartbeat(threading.Thread):
         ctx.lease.owner_uid = ((existing or {}).get("metadata") or {}).get("uid")
         self.post(ctx, existing)
 
+    def _register_quietly(self, ctx: NodeCtx) -> None:
+        try:
+            self.register(ctx)
+        except KindslurmError as e:
+            log.warning("registering node %s: %s", ctx.view.name, e)
+
     def post(self, ctx: NodeCtx, existing: dict | None = None) -> None:
         old = existing if existing is not None else self.outer.node(ctx.view.name)
+        if old is None:
+            gone = OuterAPIError(f"node {ctx.view.name} does not exist")
+            gone.status = 404
+            raise gone
         self.outer.patch_node_status(ctx.view.name, keep_transitions(ctx.view.status(ctx.partition), old))
         self.posted[ctx.view.name] = time.monotonic()
 

@@ -129,3 +129,38 @@ def test_previous_is_the_instance_before_the_last() -> None:
     assert logs.pick(instances, previous=False) == Path("b")
     assert logs.pick(instances, previous=True) == Path("a")
     assert logs.pick(instances[:1], previous=True) is None
+
+
+def test_the_pod_agent_exits_with_the_pods_code() -> None:
+    from kindslurm.node.podagent import exit_code
+
+    def status(phase: str, *codes: int | None) -> dict[str, Any]:
+        return {"phase": phase, "containerStatuses": [
+            {"state": {"terminated": {"exitCode": c}} if c is not None else {"running": {}}} for c in codes]}
+
+    assert exit_code(status("Succeeded", 0, 0)) == 0
+    assert exit_code(status("Failed", 0, 3, 4)) == 3
+    assert exit_code(status("Failed")) == 1  # evicted, deadline exceeded: no container said
+
+
+def test_a_client_certificate_names_the_user_and_groups() -> None:
+    from kindslurm.bridge.endpoint import cert_user
+
+    cert = {"subject": ((("organizationName", "system:masters"),), (("organizationName", "ops"),),
+                        (("commonName", "kube-apiserver-kubelet-client"),))}
+    assert cert_user(cert) == ("kube-apiserver-kubelet-client", ["system:masters", "ops"], None)
+    assert cert_user(None) is None and cert_user({"subject": ()}) is None
+
+
+def test_the_node_address_prefers_what_others_can_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipaddress
+
+    from kindslurm.node import address
+
+    monkeypatch.setenv("KINDSLURM_NODE_ADDRESS", "10.9.8.7")
+    assert address.node_address() == "10.9.8.7"
+    monkeypatch.delenv("KINDSLURM_NODE_ADDRESS")
+    monkeypatch.setattr(address.socket, "gethostname", lambda: "localhost")  # resolves to loopback: not it
+    found = address.node_address()
+    others = [ip for ip in address._interface_addresses() if not ipaddress.ip_address(ip).is_loopback]
+    assert (found in others or not ipaddress.ip_address(found).is_loopback) if others else found == "127.0.0.1"
