@@ -114,6 +114,7 @@ class Controller:
         asked = {t.job_id for t in todo if t.job_id and not (t.done and not t.deleting)}
         states, answered = self._states(list(asked))
         self.last_poll = {"seconds": time.monotonic() - started, "pods": len(todo)}
+        log.debug("poll: %d pods, %d jobs asked in %.1f ms", len(todo), len(asked), self.last_poll["seconds"] * 1000)
         submits = 0
         for t in todo:
             try:

@@ -82,6 +82,7 @@ def _names(opts: Options, prefix: str) -> dict[str, str]:
 def run(opts: Options) -> int:
     logging.basicConfig(format="[kindslurm bridge %(asctime)s] %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
                         level=logging.DEBUG if opts.verbose else logging.INFO)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retries are summed up in our own one line
     cfg = config.load()
     bcfg = bridge_config.load(cfg.bridge)
     if not opts.partitions:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -116,3 +117,17 @@ def test_a_vanished_partition_turns_its_node_not_ready(outer: Outer, tmp_path: P
     finally:
         b.cleanup()
         sh(["scontrol", "delete", f"PartitionName={partition}"])
+
+
+def test_bad_input_is_one_line_and_registers_nothing(outer: Outer, tmp_path: Path) -> None:
+    b = Bridge(outer, tmp_path / "bad")
+    for args, words in ((["--partition", "no-such-partition"], "unknown partition 'no-such-partition'"),
+                        (["--partition", "debug", "--node-name", "debug=Bad_Name"], "bad --node-name")):
+        res = sh([sys.executable, "-m", "kindslurm", "bridge", "--kubeconfig", str(outer.bridge_kubeconfig), *args],
+                 env=b.env, cwd=str(b.root))
+        assert res.returncode == 64 and words in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert outer.kubectl("get", "node", "kindslurm-no-such-partition", check=False).returncode != 0
+    b.config.write_text("bridge: {flavors: {small: {cpus: many}}}\n")
+    res = sh([sys.executable, "-m", "kindslurm", "bridge", "--kubeconfig", str(outer.bridge_kubeconfig),
+              "--partition", "debug"], env=b.env, cwd=str(b.root))
+    assert res.returncode == 64 and "bridge.flavors" in res.stderr and res.stderr.count("\n") == 1
