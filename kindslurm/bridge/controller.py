@@ -293,9 +293,3 @@ class Controller:
         except OuterAPIError as e:
             log.warning("pod %s/%s: could not record event %s: %s", t.namespace, t.name, reason, e)
         log.info("pod %s/%s: %s: %s", t.namespace, t.name, reason, message)
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.poll()
-            self.wake.wait(timeout=self.cfg.poll_seconds)
-            self.wake.clear()

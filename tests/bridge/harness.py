@@ -24,7 +24,11 @@ from tests.bridge.controlplane import ControlPlane, free_port, kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]
 RBAC = REPO / "workloads" / "bridge" / "rbac.yaml"
-TOLERATE = [{"key": "kindslurm.io/virtual-node", "operator": "Exists", "effect": "NoSchedule"}]
+# the virtual node's taint; and no eviction while a test has its bridge stopped (the outer cluster's taint
+# manager would otherwise evict the node's pods 300 s after its lease expired)
+TOLERATE = [{"key": "kindslurm.io/virtual-node", "operator": "Exists", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}]
 TERMINAL_SLURM = ("COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
                   "OUT_OF_MEMORY")
 

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.bridge.harness import Bridge, Outer
+from tests.bridge.harness import TOLERATE, Bridge, Outer
 
 BUSYBOX = "localhost/kindslurm/busybox:1"
 
@@ -75,9 +75,9 @@ def objects(scene: Scene) -> list[dict[str, Any]]:
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "batch-ok", "namespace": "default"},
            "spec": {"backoffLimit": 0, "template": {"spec": {
                "nodeSelector": {"kubernetes.io/hostname": main.node},
-               "tolerations": [{"key": "kindslurm.io/virtual-node", "operator": "Exists", "effect": "NoSchedule"}],
+               "tolerations": TOLERATE,
                "restartPolicy": "Never",
-               "containers": [container("work", "echo batch started; sleep 6; echo batch done")]}}}}
+               "containers": [container("work", "echo batch started; sleep 10; echo batch done")]}}}}
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"MODE": "fast"}},
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}},
