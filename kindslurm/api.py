@@ -37,7 +37,7 @@ __all__ = ["Cancelled", "Plan", "RunView", "Submitted", "cancel", "dry_run", "fo
 # what `plan` takes besides the script: the config keys a command line may set
 RUN_OPTIONS = frozenset({"partition", "time", "cpus", "mem", "gpus", "account", "qos", "sbatch_args", "workers",
                          "node_image", "node_image_archive", "extra_mounts", "kind_config", "load_images", "timeout",
-                         "keep_on_failure", "template"})
+                         "keep_on_failure", "template", "k8s_port"})
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ class Config:
     extra_mounts: list[str] = field(default_factory=list)
     kind_config: str | None = None
     load_images: list[str] = field(default_factory=list)
+    registry_mirrors: dict[str, str] = field(default_factory=dict)  # registry host -> mirror URL (mirrors.py)
+    k8s_port: int | None = None  # K8S_PORT (k8sport.py); else K8S_PORT from the environment, else a free one
+    k8s_port_address: str = "0.0.0.0"
     # workload
     timeout: str | None = None
     keep_on_failure: bool = False
@@ -72,7 +75,8 @@ _EXAMPLES = {
     "qos": "normal", "sbatch_args": '["--exclusive"]', "warning_seconds": "60", "workers": "1",
     "node_image": "localhost/kindslurm/node:v1.34.4", "node_image_archive": "/path/to/node.tar",
     "extra_mounts": '["/scratch/me:/scratch"]', "kind_config": "~/kind-extra.yaml", "load_images": '["img.tar"]',
-    "timeout": "30m", "keep_on_failure": "true", "job_root": "~/kindslurm-jobs", "template": "~/batch.sh.j2",
+    "timeout": "30m", "keep_on_failure": "true",
+    "registry_mirrors": '{docker.io: "http://login1:5000"}', "k8s_port": "30080", "k8s_port_address": "0.0.0.0", "job_root": "~/kindslurm-jobs", "template": "~/batch.sh.j2",
     "kindslurm_command": '"python3 -m kindslurm"', "tools": "{kind: /opt/kind/bin/kind}",
 }
 _OPTION_NAMES = {"sbatch_args": "--sbatch-arg", "extra_mounts": "--mount", "load_images": "--load-image"}
@@ -138,6 +142,8 @@ def _type_problem(key: str, value: Any, in_file: bool) -> str:
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 return f"{subject(f'[{i}]')} must be a string (got {_show(item)}): quote it"
+    elif shape == "dict" and key == "registry_mirrors":
+        return f"{subject()} must be a mapping of registry host to mirror URL (got {_show(value)}): {write}"
     elif shape == "dict":
         if not isinstance(value, dict):
             return f"{subject()} must be a mapping of tool name to path (got {_show(value)}): {write}"
@@ -162,9 +168,9 @@ def _typed(data: dict[str, Any], where: str, in_file: bool) -> Config:
     import msgspec
 
     data = {k: (str(v) if k in _NUMBER_AS_TEXT and type(v) is int else v) for k, v in data.items()}
-    for key in ("sbatch_args", "extra_mounts", "load_images", "tools"):
+    for key in ("sbatch_args", "extra_mounts", "load_images", "tools", "registry_mirrors"):
         if key in data and data[key] is None:
-            data[key] = {} if key == "tools" else []
+            data[key] = {} if key in ("tools", "registry_mirrors") else []
     try:
         return msgspec.convert(data, type=Config)
     except msgspec.ValidationError as e:
@@ -203,7 +209,19 @@ def _read(path: Path, required: bool) -> dict[str, Any]:
     problem = sbatch_args_problem(typed.sbatch_args)
     if problem:
         raise SpecError(f"{where}: sbatch_args {problem}")
+    _check_ksi(typed, data, where)
     return {key: getattr(typed, key) for key in data}
+
+
+def _check_ksi(typed: Config, data: dict[str, Any], where: str) -> None:
+    from kindslurm import k8sport, mirrors
+
+    if "registry_mirrors" in data:
+        mirrors.check(typed.registry_mirrors, f"{where}: registry_mirrors")
+    if typed.k8s_port is not None and "k8s_port" in data:
+        k8sport.parse(typed.k8s_port, f"{where}: k8s_port")
+    if "k8s_port_address" in data:
+        k8sport.check_address(typed.k8s_port_address, f"{where}: k8s_port_address")
 
 
 def load(overrides: dict[str, Any] | None = None) -> Config:
@@ -212,6 +230,10 @@ def load(overrides: dict[str, Any] | None = None) -> Config:
     for key in ("sbatch_args", "extra_mounts", "load_images"):
         if isinstance(cli.get(key), tuple):
             cli[key] = list(cli[key])
+    if "k8s_port" in cli:
+        from kindslurm import k8sport
+
+        cli["k8s_port"] = k8sport.parse(cli["k8s_port"], "--k8s-port")
     typed = _typed({k: v for k, v in cli.items() if k in _KEYS}, "command line", in_file=False)
     problem = sbatch_args_problem(typed.sbatch_args)
     if problem:
@@ -223,12 +245,17 @@ def load(overrides: dict[str, Any] | None = None) -> Config:
     ]
     for layer in layers:
         for key, value in layer.items():
-            if key == "tools":
-                cfg.tools = {**cfg.tools, **value}
+            if key in ("tools", "registry_mirrors"):
+                setattr(cfg, key, {**getattr(cfg, key), **value})
             elif key in ("sbatch_args", "extra_mounts", "load_images") and layer is layers[-1]:
                 setattr(cfg, key, [*getattr(cfg, key), *value])
             else:
                 setattr(cfg, key, value)
+    if "k8s_port" not in cli and os.environ.get("K8S_PORT", "").strip():
+        from kindslurm import k8sport
+
+        # KSI's `: ${K8S_PORT:=...}`: a port set in the submitting environment wins over the files
+        cfg.k8s_port = k8sport.parse(os.environ["K8S_PORT"], "K8S_PORT in your environment")
     return cfg
 
 

@@ -54,6 +54,9 @@ class JobSpec:
     qos: str | None = None
     sbatch_args: list[str] = field(default_factory=list)
     tools: dict[str, str] = field(default_factory=dict)
+    registry_mirrors: dict[str, str] = field(default_factory=dict)
+    k8s_port: int | None = None  # None: the node leases a free one
+    k8s_port_address: str = "0.0.0.0"
 
     def tool(self, name: str) -> str:
         return self.tools.get(name) or name
@@ -277,6 +280,11 @@ def build(
         raise SpecError(f"bad --workers {cfg.workers}: use 0 to 16 worker nodes")
     if int(cfg.warning_seconds) < 10:
         raise SpecError(f"warning_seconds {cfg.warning_seconds} is too short for teardown: use at least 10")
+    from kindslurm import k8sport, mirrors
+
+    registry_mirrors = mirrors.check(dict(cfg.registry_mirrors))
+    k8s_port = k8sport.parse(cfg.k8s_port, "k8s_port") if cfg.k8s_port is not None else None
+    k8s_port_address = k8sport.check_address(cfg.k8s_port_address)
     user = naming.current_user()
     prefix = naming.validate_prefix(name) if name else naming.default_prefix(user)
     run_id = run_id or naming.new_run_id()
@@ -310,6 +318,9 @@ def build(
         qos=cfg.qos,
         sbatch_args=list(cfg.sbatch_args),
         tools=dict(cfg.tools),
+        registry_mirrors=registry_mirrors,
+        k8s_port=k8s_port,
+        k8s_port_address=k8s_port_address,
     )
 
 

@@ -29,6 +29,7 @@ from kindslurm.cli import EPILOG, handle_errors, main
 @click.option("--mount", "extra_mounts", multiple=True, help="Extra mount HOST:CONTAINER[:ro] on every node (repeatable).")
 @click.option("--kind-config", type=str, help="kind Cluster config merged over kindslurm's.")
 @click.option("--load-image", "load_images", multiple=True, help="Image archive to load into the cluster (repeatable).")
+@click.option("--k8s-port", help="K8S_PORT: host port (30000-32767) mapped to the control-plane node; default a free one.")
 @click.option("--timeout", help="Workload timeout, e.g. 30m (script plus the manifests' Jobs).")
 @click.option("--keep-on-failure", is_flag=True, default=None, help="On failure keep the cluster until the job ends, for debugging.")
 @click.option("--template", help="jinja2 batch template instead of the default.")
