@@ -19,6 +19,7 @@ from kindslurm.errors import SpecError
 CERTS_D = "/etc/containerd/certs.d"
 CONTAINERD_PATCH = f'[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{CERTS_D}"\n'
 _HOST = re.compile(r"^(?:_default|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?)$")
+_URL_CHARS = re.compile(r"^[A-Za-z0-9._~:/?#@!$&'()*+,;=%\[\]-]+$")
 _UPSTREAM = {"docker.io": "https://registry-1.docker.io"}
 
 
@@ -32,9 +33,16 @@ def check(mirrors: dict[str, str], where: str = "registry_mirrors") -> dict[str,
                             f"myregistry:5000, or _default): write e.g. {example}")
         if not isinstance(url, str):
             raise SpecError(f"{where}.{registry} must be a URL (got {url!r}): write e.g. {example}")
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname or any(c in url for c in "\"\\\n "):
-            raise SpecError(f"{where}.{registry} {url!r} is not an http(s) URL with a host: write e.g. {example}")
+        bad = SpecError(f"{where}.{registry} {url!r} is not an http(s) URL with a host: write e.g. {example}")
+        if not _URL_CHARS.match(url.strip()):
+            raise bad  # it goes into a TOML string: no quotes, backslashes, spaces or newlines
+        try:
+            parts = urlsplit(url.strip())
+            parts.port  # noqa: B018  (raises on a bad port)
+        except ValueError:
+            raise bad from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise bad
         out[registry] = url.strip().rstrip("/")
     return out
 
