@@ -98,6 +98,34 @@ def admin_token(api_client: Any, seconds: int) -> str:
             time.sleep(1)
 
 
+def wait_namespaces_usable(api_client: Any, timeout: float = 180.0) -> None:
+    """Until the controller manager's ServiceAccount controller runs.
+
+    KSI's scripts create a namespace and a pod in it at once, as they could
+    after `kind create --wait`: a namespace without its `default`
+    ServiceAccount refuses pods. That controller also makes kube-system's, so
+    its presence tells the controller runs (usually 1-5 s after the API server).
+    """
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            core.read_namespaced_service_account("default", "kube-system", _request_timeout=5)
+            return
+        except ApiException as e:
+            if e.status != 404:
+                raise KindslurmError(f"cannot read kube-system's ServiceAccounts: {e.status} {e.reason}") from None
+        except Exception:
+            pass  # the API server restarting: look again
+        if time.monotonic() > deadline:
+            raise KindslurmError(f"the cluster's controller manager did not start in {timeout:.0f}s "
+                                 f"(new namespaces get no ServiceAccount): see kind.log and events.txt")
+        time.sleep(0.25)
+
+
 def environment(cluster: str, kubeconfig: Path, api_url: str, token: str, port: int | None) -> dict[str, str]:
     env = {
         "K8S_CLUSTER_NAME": context_name(cluster),

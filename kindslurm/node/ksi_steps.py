@@ -103,6 +103,7 @@ class PrepareContract(Step["Lifecycle"]):
         api = lc.provider.endpoint(lc.cluster) or contract.kubeconfig_server(lc.kubeconfig, context) or ""
         seconds = contract.token_seconds(time.time(), allocation.end_time(), lc.spec.time_seconds)
         token = contract.admin_token(lc.kube.api, seconds)
+        contract.wait_namespaces_usable(lc.kube.api)
         port = lc.ksi.lease.port if lc.ksi.lease is not None else None
         lc.ksi.env = contract.environment(lc.cluster, lc.kubeconfig, api, token, port)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -208,7 +209,7 @@ def test_rest_api_with_the_token_through_srun(runs: dict[str, Run]):
 def test_web_server_reached_from_the_host_through_k8s_port(runs: dict[str, Run]):
     rec = done(runs["nginx"])
     log = runs["nginx"].log(rec)
-    port = int(log.split("K8S_PORT: ", 1)[1].split()[0])
+    port = int(re.search(r"^K8S_PORT: (\d+)$", log, re.M).group(1))  # type: ignore[union-attr]
     assert 30000 <= port <= 32767
     assert "hello from nginx through K8S_PORT" in log
     assert f":{port}/: exit 0" in log
