@@ -8,5 +8,6 @@ set -euo pipefail
 : "${PARSL_PYTHON:=$(command -v python3)}"   # a Python with parsl installed (pip install parsl)
 : "${PARSL_ADDRESS:=$(hostname -I | awk '{print $1}')}"   # where the worker pods reach this node
 export PARSL_ADDRESS
+PATH="$(dirname "$PARSL_PYTHON"):$PATH"   # Parsl starts its interchange.py from there
 kubectl --context "$K8S_CLUSTER_NAME" create namespace parsl
 exec "$PARSL_PYTHON" "$(dirname "$0")/squares.py" "$@"
