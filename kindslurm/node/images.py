@@ -6,8 +6,9 @@ while a manifest's `image: myimg` means `docker.io/library/myimg:latest`: a
 tagged in the nodes under the manifest's name). A `:latest` image (or one
 without a tag) is pulled again under Kubernetes' default policy, Always, which
 fails with no registry, so containers of loaded images that set no policy get
-IfNotPresent. Images named only inside the workload script are not seen here:
-a registry mirror or --load-image serves those.
+IfNotPresent; so do those a --load-image archive carries. Images named only
+inside the workload script are not seen here: a registry mirror or
+--load-image serves those.
 """
 
 from __future__ import annotations
@@ -113,6 +114,43 @@ def prefer_local(doc: Any, loaded: set[str]) -> list[str]:
             c["imagePullPolicy"] = "IfNotPresent"
             changed.append(c["image"].strip())
     return changed
+
+
+def archive_names(path: str) -> set[str]:
+    """The full image names a `podman save` / `docker save` archive (docker or
+    OCI layout) carries; empty if it cannot be read (kind's load reports that)."""
+    import json
+    import tarfile
+
+    names: set[str] = set()
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                if member.name.lstrip("./") not in ("manifest.json", "index.json") or not member.isfile():
+                    continue
+                f = tar.extractfile(member)
+                doc = json.load(f) if f is not None else None
+                if isinstance(doc, list):  # docker-archive
+                    names.update(t for entry in doc for t in entry.get("RepoTags") or [])
+                elif isinstance(doc, dict):  # oci-archive
+                    for m in doc.get("manifests") or []:
+                        notes = m.get("annotations") or {}
+                        name = notes.get("io.containerd.image.name") or notes.get("org.opencontainers.image.ref.name")
+                        if name and ("/" in name or ":" in name):
+                            names.add(name)
+    except (OSError, tarfile.TarError, ValueError, AttributeError):
+        return set()
+    return {qualify(n) for n in names}
+
+
+def from_archives(manifests: list[str], archives: list[str]) -> set[str]:
+    """The manifests' image names that --load-image archives serve."""
+    from kindslurm.kube import load_documents
+
+    served = {n for a in archives for n in archive_names(a)}
+    if not served:
+        return set()
+    return {i for i in named([doc for _, doc in load_documents(manifests)]) if qualify(i) in served}
 
 
 def load_from_podman(provider: Provider, cluster: str, manifests: list[str], archive: Path, log: IO[str],

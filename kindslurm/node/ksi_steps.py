@@ -66,6 +66,8 @@ class LoadFromPodman(Step["Lifecycle"]):
         with open(lc.paths.kind_log, "a") as log:
             lc.ksi.loaded = images.load_from_podman(lc.provider, lc.cluster, lc.spec.manifests,
                                                     lc.paths.root / "podman-images.tar", log, lc.say)
+        if lc.spec.load_images:
+            lc.ksi.loaded |= images.from_archives(lc.spec.manifests, lc.spec.load_images)
 
 
 class WatchPulls(Step["Lifecycle"]):
@@ -109,7 +111,7 @@ class PrepareContract(Step["Lifecycle"]):
 
 
 def prefer_local_patch(lc: Lifecycle) -> Callable[[dict[str, Any]], None] | None:
-    """For ApplyManifests: IfNotPresent on containers of images loaded from podman, said once per image."""
+    """For ApplyManifests: IfNotPresent on containers of images loaded from podman or an archive, said once per image."""
     from kindslurm.node import images
 
     said: set[str] = set()
@@ -118,7 +120,7 @@ def prefer_local_patch(lc: Lifecycle) -> Callable[[dict[str, Any]], None] | None
         for image in images.prefer_local(doc, lc.ksi.loaded):
             if image not in said:
                 said.add(image)
-                lc.say(f"imagePullPolicy IfNotPresent for {image} (loaded from podman; a :latest image would "
+                lc.say(f"imagePullPolicy IfNotPresent for {image} (loaded into the nodes; a :latest image would "
                        f"otherwise be pulled again)")
 
     return patch if lc.ksi.loaded else None

@@ -3,8 +3,9 @@ workloads, written only against KSI's contract and naming upstream images,
 run unchanged through the real Slurm, as KSI users launch them (plain, with
 `sbatch --wrap`, with `srun -N1`), with a site registry mirror (Debian's
 docker-registry on this host) that holds local stand-ins under the upstream
-names. A podman build serves an unchanged `image: NAME` manifest, and a pod
-whose image nobody has gets the stuck-pull line and ends by --timeout.
+names. A podman build serves an unchanged `image: NAME` manifest, an archive
+an unchanged manifest naming an upstream `:latest` image, and a pod whose
+image nobody has gets the stuck-pull line and ends by --timeout.
 
 All runs are submitted at once by a module fixture, so their clusters boot
 in parallel; each test then waits for its own and checks it.
@@ -116,7 +117,24 @@ def podman_built(tmp_path_factory: pytest.TempPathFactory, cluster_host: None) -
 
 
 @pytest.fixture(scope="module")
-def runs(mirror: Registry, podman_built: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def upstream_archive(mirror: Registry, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A `podman save` archive holding a stand-in under an upstream name
+    (severalnines/sysbench:latest). The name is in podman only while the
+    archive is written (after the mirror's check), so only the archive serves it."""
+    archive = tmp_path_factory.mktemp("archive") / "sysbench.tar"
+    upstream = "docker.io/severalnines/sysbench:latest"
+    assert sh(["podman", "tag", STAND_INS["severalnines/sysbench:latest"], upstream]).returncode == 0
+    try:
+        res = sh(["podman", "save", "-q", "--format", "docker-archive", "-o", str(archive), upstream])
+        assert res.returncode == 0, res.stderr
+    finally:
+        sh(["podman", "untag", STAND_INS["severalnines/sysbench:latest"], upstream])
+    assert sh(["podman", "image", "exists", upstream]).returncode != 0
+    yield archive
+
+
+@pytest.fixture(scope="module")
+def runs(mirror: Registry, podman_built: str, upstream_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Every run of this module, submitted together."""
     root = tmp_path_factory.mktemp("ksi-site")
     site = site_config(root, registry_mirrors={"docker.io": mirror.url})
@@ -149,6 +167,13 @@ def runs(mirror: Registry, podman_built: str, tmp_path_factory: pytest.TempPathF
         started["stores"] = submit(new_env(tmp_path_factory, "stores", site_config(root / "manifests")),
                                    "--manifest", str(manifests / "built.yaml"), "--manifest", str(manifests / "absent.yaml"),
                                    "--timeout", "100s")
+        # an archive: an unchanged manifest naming an upstream :latest image, no mirror, podman does not hold it
+        (manifests / "sysbench.yaml").write_text(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sysbench\nspec:\n  restartPolicy: Never\n"
+            "  containers:\n  - name: main\n    image: severalnines/sysbench\n"
+            "    command: [sysbench, cpu, --time=2, run]\n")
+        started["archive"] = submit(new_env(tmp_path_factory, "archive", site_config(root / "manifests")),
+                                    "--manifest", str(manifests / "sysbench.yaml"), "--load-image", str(upstream_archive))
         yield started
     finally:
         for run in started.values():
@@ -232,3 +257,12 @@ def test_a_podman_build_serves_an_unchanged_manifest_and_a_missing_image_is_name
     summary = json.loads(Path(rec["job_dir"], "summary.json").read_text())
     assert summary["manifests"] == {"Pod/podman-built -n default": "succeeded", "Pod/absent -n default": "running"}
     assert "workload timeout" in summary["reason"]
+
+
+def test_an_archive_serves_an_unchanged_manifest_naming_an_upstream_latest_image(runs: dict[str, Run]):
+    rec = done(runs["archive"])
+    out = runs["archive"].log(rec, "slurm.out")
+    assert "imagePullPolicy IfNotPresent for severalnines/sysbench" in out  # else Always would pull it again
+    assert "cannot get image" not in out
+    log = Path(rec["job_dir"], "pods", "default", "sysbench", "main.log").read_text()
+    assert "events per second" in log

@@ -388,3 +388,33 @@ def test_the_workload_gets_the_contract_and_k8s_port_is_released_only_after_the_
     assert f"hostPort: {port}" in lc.kind_config and "listenAddress: 127.0.0.1" in lc.kind_config
     assert held_at_delete == [True]
     assert port is not None and not k8sport.held_by_a_run(port)
+
+
+def _tar(path: Path, name: str, doc: object) -> str:
+    import tarfile
+
+    data = json.dumps(doc).encode()
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("blob.tar")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def test_archives_name_their_images_and_serve_the_manifests_names(tmp_path):
+    docker = _tar(tmp_path / "d.tar", "manifest.json",
+                  [{"Config": "c.json", "RepoTags": ["docker.io/severalnines/sysbench:latest"], "Layers": []}])
+    oci = _tar(tmp_path / "o.tar", "index.json", {"manifests": [
+        {"annotations": {"io.containerd.image.name": "docker.io/bitnami/pytorch:2.0.1"}},
+        {"annotations": {"org.opencontainers.image.ref.name": "2.0.1"}}]})
+    assert images.archive_names(docker) == {"docker.io/severalnines/sysbench:latest"}
+    assert images.archive_names(oci) == {"docker.io/bitnami/pytorch:2.0.1"}
+    assert images.archive_names(str(tmp_path / "missing.tar")) == set()
+    (tmp_path / "junk.tar").write_text("not a tar")
+    assert images.archive_names(str(tmp_path / "junk.tar")) == set()
+    m = write_manifest(tmp_path, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n"
+                                 "  - {name: a, image: severalnines/sysbench}\n  - {name: b, image: alpine}\n")
+    assert images.from_archives([m], [docker, oci]) == {"severalnines/sysbench"}
