@@ -183,7 +183,11 @@ def runs(mirror: Registry, podman_built: str, upstream_archive: Path, tmp_path_f
             elif run.job_id:
                 sh(["scancel", run.job_id])
                 wait_job_gone(run.job_id, timeout=180)
-        out_dir = REPO / "kindslurm-out"  # the pytorch example's model directory, once its test removed its own
+        out_dir = REPO / "kindslurm-out"  # the pytorch example's model directory, even if its test did not run
+        if "pytorch" in started:
+            for rec in started["pytorch"].env.records():
+                if rec.get("cluster"):
+                    shutil.rmtree(out_dir / f"kind-{rec['cluster']}", ignore_errors=True)
         if out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
 
