@@ -10,6 +10,7 @@ Only this module and the scheduler see the transport.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -131,6 +132,10 @@ def plan(script: str | None = None, script_args: Sequence[str] = (), *, manifest
         raise SpecError(f"unknown run option {unknown[0]!r}: use one of {', '.join(sorted(RUN_OPTIONS))}")
     overrides = {k: list(v) if k in ("sbatch_args", "extra_mounts", "load_images") and v is not None else v
                  for k, v in options.items()}
+    if overrides.get("k8s_port") is None:
+        from kindslurm import k8sport
+
+        overrides["k8s_port"] = k8sport.from_environment(os.environ)
     cfg = config.load(overrides)
     mode = "local" if local else "srun" if srun else placement(force_submit=submit)
     spec = specmod.build(cfg, mode=mode, script=script, script_args=list(script_args), manifests=list(manifests),

@@ -251,11 +251,6 @@ def load(overrides: dict[str, Any] | None = None) -> Config:
                 setattr(cfg, key, [*getattr(cfg, key), *value])
             else:
                 setattr(cfg, key, value)
-    if "k8s_port" not in cli and os.environ.get("K8S_PORT", "").strip():
-        from kindslurm import k8sport
-
-        # KSI's `: ${K8S_PORT:=...}`: a port set in the submitting environment wins over the files
-        cfg.k8s_port = k8sport.parse(os.environ["K8S_PORT"], "K8S_PORT in your environment")
     return cfg
 
 

@@ -14,6 +14,7 @@ import ipaddress
 import random
 import socket
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from kindslurm.errors import NodeFullError, SpecError
 
@@ -33,6 +34,13 @@ def parse(value: object, where: str) -> int:
         raise SpecError(f"{where} {port} is outside {LOW}-{HIGH}, the NodePort range a service can use: pick a port "
                         f"in that range, or leave it unset for a free one")
     return port
+
+
+def from_environment(environ: Mapping[str, str]) -> int | None:
+    """KSI's `: ${K8S_PORT:=...}`: a port set where the run is submitted (or
+    launched, for `sbatch --wrap`) wins over the config files, not the command line."""
+    value = environ.get("K8S_PORT", "").strip()
+    return parse(value, "K8S_PORT in your environment") if value else None
 
 
 def check_address(value: str, where: str = "k8s_port_address") -> str:

@@ -125,12 +125,19 @@ def test_k8s_port_precedence_command_line_then_environment_then_files(no_site_co
     user.write_text("k8s_port: 30500\n")
     monkeypatch.setenv("KINDSLURM_CONFIG", str(user))
     assert config.load().k8s_port == 30500
-    monkeypatch.setenv("K8S_PORT", "30600")  # KSI's `: ${K8S_PORT:=...}`
-    assert config.load().k8s_port == 30600
     assert config.load({"k8s_port": "30700"}).k8s_port == 30700
+    from kindslurm import api
+
+    script = tmp_path / "w.sh"
+    script.write_text("true\n")
+    assert api.plan(str(script), local=True).spec.k8s_port == 30500
+    monkeypatch.setenv("K8S_PORT", "30600")  # KSI's `: ${K8S_PORT:=...}`
+    assert api.plan(str(script), local=True).spec.k8s_port == 30600
+    assert api.plan(str(script), local=True, k8s_port="30700").spec.k8s_port == 30700
     monkeypatch.setenv("K8S_PORT", "http")
     with pytest.raises(SpecError, match="K8S_PORT in your environment 'http' is not a port number"):
-        config.load()
+        api.plan(str(script), local=True)
+    assert config.load().k8s_port == 30500  # other commands (ls, status) never trip over it
 
 
 def test_bad_port_settings_in_files_name_the_file(no_site_config, monkeypatch, tmp_path):
