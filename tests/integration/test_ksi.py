@@ -94,6 +94,15 @@ def new_env(tmp_path_factory: pytest.TempPathFactory, name: str, site: Path) -> 
     return env
 
 
+def chosen_port() -> int:
+    """A NodePort-range port nothing holds now, as a user would pick one."""
+    from kindslurm import k8sport
+
+    lease = k8sport.lease("0.0.0.0")
+    lease.release()
+    return lease.port
+
+
 def submit(env: Env, *args: str) -> Run:
     res = env.ks("run", *args, "--parsable")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -154,7 +163,9 @@ def runs(mirror: Registry, podman_built: str, upstream_archive: Path, tmp_path_f
                                  "workloads/ksi/workload-kube-api.sh"], env=env.vars, cwd=str(REPO),
                                 stdout=out.open("w"), stderr=subprocess.STDOUT, text=True)
         started["kubeapi"] = Run(env, srun=srun, out=out)
-        started["nginx"] = submit(new_env(tmp_path_factory, "nginx", site), "workloads/ksi/workload-pod-nginx.sh")
+        env = new_env(tmp_path_factory, "nginx", site)
+        env.vars["K8S_PORT"] = str(chosen_port())  # KSI's way to choose it: in the submitting environment
+        started["nginx"] = submit(env, "workloads/ksi/workload-pod-nginx.sh")
         # the podman store: an unchanged `image: NAME` naming a podman build, beside a pod whose image nobody has
         manifests = root / "manifests"
         manifests.mkdir()
@@ -235,11 +246,11 @@ def test_rest_api_with_the_token_through_srun(runs: dict[str, Run]):
     assert '"kind": "NamespaceList"' in log and '"name": "kube-system"' in log and '"kind": "PodList"' in log
 
 
-def test_web_server_reached_from_the_host_through_k8s_port(runs: dict[str, Run]):
+def test_web_server_reached_from_the_host_through_the_k8s_port_the_user_chose(runs: dict[str, Run]):
     rec = done(runs["nginx"])
     log = runs["nginx"].log(rec)
     port = int(re.search(r"^K8S_PORT: (\d+)$", log, re.M).group(1))  # type: ignore[union-attr]
-    assert 30000 <= port <= 32767
+    assert port == int(runs["nginx"].env.vars["K8S_PORT"])
     assert "hello from nginx through K8S_PORT" in log
     assert f":{port}/: exit 0" in log
     slurm_out = runs["nginx"].log(rec, "slurm.out")
