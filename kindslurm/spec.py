@@ -43,6 +43,7 @@ class JobSpec:
     kind_config: str | None = None
     timeout_seconds: float | None = None
     keep_on_failure: bool = False
+    hold: bool = False  # an interactive cluster (`up`): held once Ready until `down`, scancel or the time limit
     time_seconds: int = 3600
     warning_seconds: int = 60
     partition: str | None = None
@@ -249,11 +250,15 @@ def build(
     name: str | None,
     run_id: str | None = None,
     job_dir: Path | None = None,
+    hold: bool = False,
 ) -> JobSpec:
     """Validate every input and freeze it into a spec; raises SpecError on the first problem."""
     if mode not in MODES:
         raise SpecError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
-    if not script and not manifests:
+    if hold and (script or manifests):
+        raise SpecError("an interactive cluster (`up`) runs no workload: drop the script and --manifest, "
+                        "then use kubectl with `kindslurm kubeconfig NAME`")
+    if not script and not manifests and not hold:
         raise SpecError("nothing to run: give a workload script, or --manifest FILE, or both")
     script_path = _readable_file(script, "workload script", "check the path") if script else None
     manifest_paths = [
@@ -277,6 +282,8 @@ def build(
         raise SpecError(f"bad --workers {cfg.workers}: use 0 to 16 worker nodes")
     if int(cfg.warning_seconds) < 10:
         raise SpecError(f"warning_seconds {cfg.warning_seconds} is too short for teardown: use at least 10")
+    if run_id is not None and not naming.RUN_ID.match(run_id):
+        raise SpecError(f"run id {run_id!r} is not one kindslurm makes (YYYYMMDD-HHMMSS-xxxxxx): leave it out")
     user = naming.current_user()
     prefix = naming.validate_prefix(name) if name else naming.default_prefix(user)
     run_id = run_id or naming.new_run_id()
@@ -299,6 +306,7 @@ def build(
         kind_config=_check_kind_config(cfg.kind_config) if cfg.kind_config else None,
         timeout_seconds=timeout,
         keep_on_failure=bool(cfg.keep_on_failure),
+        hold=hold,
         time_seconds=time_seconds,
         warning_seconds=int(cfg.warning_seconds),
         partition=cfg.partition,

@@ -106,16 +106,20 @@ def logs(job: str, follow: bool, job_output: bool, pod: str | None) -> None:
         for m in chosen:
             if len(chosen) > 1:
                 click.echo(f"==> {m.parent.parent.name}/{m.parent.name}/{m.name} <==")
-            click.echo(m.read_text(), nl=False)
+            click.echo(api.read_text(m), nl=False)
         return
     if follow:
         api.follow_log(job, sys.stdout, job_output=job_output)
+        if api.is_remote():
+            from kindslurm.remote.run import copy_back
+
+            copy_back(job)
         return
     path = api.log_path(job, job_output=job_output)
-    if not path.exists():
+    try:
+        sys.stdout.write(api.read_text(path))
+    except OSError:
         click.echo(f"(no output yet: {path})", err=True)
-        return
-    sys.stdout.write(path.read_text())
 
 
 @main.command()

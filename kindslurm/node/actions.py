@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from kindslurm import exitcodes
 from kindslurm.errors import ClusterExistsError, CommandError, PreflightError
-from kindslurm.node import allocation, capacity, preflight
+from kindslurm.node import allocation, capacity, hold, preflight
 from kindslurm.node.steps import Decided, Step
 from kindslurm.node.teardown import kill_wait
 from kindslurm.phases import Phase
@@ -82,6 +82,8 @@ class KindConfig(Step["Lifecycle"]):
         spec = lc.spec
         lc.say(f"creating cluster {lc.cluster} ({1 + spec.workers} node{'s' if spec.workers else ''})")
         lc.kind_config = kindconfig.render(spec, kindconfig.gpu_devices(allocation.gpus()))
+        if spec.hold:  # reached from elsewhere by the node's name or a tunnel: TLS must still verify
+            lc.kind_config = hold.api_server_sans(lc.kind_config, hold.node_names())
         lc.paths.kind_config.write_text(lc.kind_config)
 
 
@@ -296,4 +298,5 @@ class WaitManifests(Step["Lifecycle"]):
 
 def steps() -> list[Step[Lifecycle]]:
     return [Preflight(), NodeImage(), KindConfig(), ClaimName(), ReserveCapacity(), CreateCluster(), LimitResources(),
-            LoadImages(), ConnectAPI(), ApplyManifests(), RunWorkload(), ManifestOutcome(), WaitManifests()]
+            LoadImages(), ConnectAPI(), ApplyManifests(), RunWorkload(), ManifestOutcome(), WaitManifests(),
+            hold.HoldCluster()]

@@ -20,10 +20,12 @@ ReadFrom = Callable[[str, int], "bytes | None"]
 @runtime_checkable
 class Transport(Protocol):
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = proc.DEFAULT_TIMEOUT,
-            input: str | None = None) -> proc.Result:
+            input: str | None = None, retry: bool | None = None) -> proc.Result:
         """Run to completion. Failures map as proc.run maps them: a missing
         program is a KindslurmError, a hung one CommandTimeout, a non-zero
-        exit CommandError when `check` is true."""
+        exit CommandError when `check` is true. `retry` says whether the
+        command may be sent again if the connection drops under it (None: the
+        transport decides by the program; it matters only where connections drop)."""
         ...
 
     def read_text(self, path: str) -> str:

@@ -14,7 +14,7 @@ from kindslurm.transport.base import poll_lines
 
 class LocalTransport:
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = proc.DEFAULT_TIMEOUT,
-            input: str | None = None) -> proc.Result:
+            input: str | None = None, retry: bool | None = None) -> proc.Result:
         # looked up on the module at each call, so tests can stand in for proc.run
         return proc.run(argv, check=check, timeout=timeout, input=input)
 

@@ -128,9 +128,9 @@ def test_the_lifecycles_steps_in_order():
     names = [s.name for s in actions.steps()]
     assert names == ["Preflight", "NodeImage", "KindConfig", "ClaimName", "ReserveCapacity", "CreateCluster",
                      "LimitResources", "LoadImages", "ConnectAPI", "ApplyManifests", "RunWorkload", "ManifestOutcome",
-                     "WaitManifests"]
+                     "WaitManifests", "HoldCluster"]
     undone = [s.name for s in reversed(actions.steps()) if s.undo_what]
-    assert undone == ["RunWorkload", "ConnectAPI", "CreateCluster", "ClaimName"]
+    assert undone == ["HoldCluster", "RunWorkload", "ConnectAPI", "CreateCluster", "ClaimName"]
 
 
 def test_only_a_name_held_by_someone_else_means_the_create_left_nothing():
