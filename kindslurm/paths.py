@@ -230,11 +230,6 @@ class JobPaths:
         return self.root / "exitcode"
 
     @property
-    def kubeconfig(self) -> Path:
-        """An interactive cluster's kubeconfig, for use on its node (0600; removed at teardown)."""
-        return self.root / "kubeconfig.yaml"
-
-    @property
     def down_request(self) -> Path:
         """Written by `kindslurm down`: the held cluster ends as completed, not cancelled."""
         return self.root / "down-request"

@@ -11,7 +11,6 @@ from typing import IO
 from kindslurm import api, config, records
 from kindslurm.errors import KindslurmError, SpecError
 from kindslurm.interactive import clusters, tunnel
-from kindslurm.paths import JobPaths
 from kindslurm.phases import Phase
 from kindslurm.scheduler.base import StatesUnknown
 
@@ -30,6 +29,13 @@ def held(ref: str) -> records.Record:
     return rec
 
 
+def cluster_kubeconfig(rec: records.Record) -> Path:
+    """The cluster's own kubeconfig (for use on its node): the record names it; the cluster's deletion removes it."""
+    if not rec.kubeconfig:
+        raise KindslurmError(f"run {rec.run_id}'s record names no kubeconfig: is the cluster up?")
+    return Path(rec.kubeconfig)
+
+
 def on_node(rec: records.Record) -> bool:
     return bool(rec.node) and str(rec.node).split(".")[0] == socket.gethostname().split(".")[0]
 
@@ -43,7 +49,7 @@ def command() -> list[str]:
 def kubeconfig(ref: str, force_tunnel: bool = False) -> Path:
     rec = held(ref)
     if on_node(rec) and not force_tunnel:
-        return JobPaths(Path(rec.job_dir)).kubeconfig
+        return cluster_kubeconfig(rec)
     assert rec.cluster
     st = tunnel.live(rec.cluster) or tunnel.start_background(rec.cluster, [*command(), "--no-remote", "tunnel",
                                                                            rec.run_id])
@@ -63,7 +69,7 @@ def serve(ref: str, out: IO[str]) -> int:
     refuse_second(rec)
     assert rec.job_id
     try:
-        kc = JobPaths(Path(rec.job_dir)).kubeconfig.read_text()
+        kc = cluster_kubeconfig(rec).read_text()
     except OSError as e:
         raise KindslurmError(f"cluster {rec.cluster}'s kubeconfig cannot be read ({e.strerror}): is it still up?") from None
     sched = api.get_scheduler()

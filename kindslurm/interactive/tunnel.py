@@ -122,7 +122,7 @@ def withdraw(st: TunnelState) -> None:
     cur = read_state(state_file(st.cluster))
     if cur is not None and (cur.pid, cur.host) != (st.pid, st.host):
         return
-    for suffix in ("json", "yaml"):
+    for suffix in ("json", "yaml", "log"):
         _file(st.cluster, suffix).unlink(missing_ok=True)
 
 

@@ -229,7 +229,7 @@ class Collector:
             plan.append((Action("record", rec.run_id, why), functools.partial(self._after, rec.cluster, functools.partial(self._remove_record, rec))))
 
         plan += self._stale_files(owners, markers, keep, doomed_kubeconfigs)
-        plan += gc_interactive.plan(self, recs, keep)
+        plan += gc_interactive.plan(self, recs)
         return plan
 
     def _stale_files(self, owners: dict[str, Owner], markers: dict[str, dict[str, Any]], keep: set[str],

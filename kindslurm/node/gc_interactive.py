@@ -1,6 +1,6 @@
-"""What an interactive cluster leaves besides the cluster itself: the
-kubeconfig copy in its job directory and the tunnels to it (a process, a
-state file, a kubeconfig and a log per tunnel and host).
+"""What an interactive cluster leaves besides the cluster and its kubeconfig
+(which gc removes as for every run): the tunnels to it, a process, a state
+file, a kubeconfig and a log per tunnel and host.
 
 A held cluster is live while its job runs (the collector's rule for every
 run); once it is not, these go with it. A tunnel's process is stopped only
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kindslurm import paths, proc, records
-from kindslurm.paths import JobPaths
 
 if TYPE_CHECKING:
     from kindslurm.node.gc import Collector, Step
@@ -38,22 +37,10 @@ def _stop_tunnel(state: Path, pid: int | None, start: str | None) -> list[str]:
     return []
 
 
-def _unlink(p: Path) -> list[str]:
-    p.unlink(missing_ok=True)
-    return []
-
-
-def plan(gc: Collector, recs: list[records.Record], keep: set[str]) -> list[tuple[Action, Step]]:
+def plan(gc: Collector, recs: list[records.Record]) -> list[tuple[Action, Step]]:
     from kindslurm.node.gc import Action
 
     out: list[tuple[Action, Step]] = []
-    for rec in recs:
-        if not rec.interactive or not gc._wanted(rec.job_id) or (rec.cluster and rec.cluster in keep):
-            continue
-        live, why = gc._record_live(rec)
-        kc = JobPaths(Path(rec.job_dir)).kubeconfig
-        if not live and os.path.lexists(kc):
-            out.append((Action("kubeconfig", str(kc), why), functools.partial(_unlink, kc)))
     tdir = paths.tunnels_dir()
     if gc.job is not None or not tdir.is_dir():
         return out  # the Epilog runs on the compute node; tunnels live where their users are
@@ -67,12 +54,12 @@ def plan(gc: Collector, recs: list[records.Record], keep: set[str]) -> list[tupl
         here = host == gc.host
         running = here and isinstance(pid, int) and proc.alive(pid, start)
         owner = by_run.get(str(data.get("run_id")))
-        if str(data.get("via", "")).startswith("ssh:") or owner is None:
+        if str(data.get("via", "")).startswith("ssh:"):
             if running or not here:
-                continue  # its run is not ours to judge (a laptop's, or a record we cannot see)
+                continue  # its run's record is on the login node: only its own end tells
             why = "its process is gone"
         else:
-            live, why = gc._record_live(owner)
+            live, why = gc._record_live(owner) if owner is not None else (False, "its run is gone")
             if live and (running or not here):
                 continue
             why = why if not live else "its process is gone"

@@ -1,10 +1,12 @@
 """The last step of an interactive cluster (`kindslurm up`): once every node is
-Ready, hand out its kubeconfig and hold the allocation until `kindslurm down`
-(completed, 0), the time-limit warning (74) or scancel (143). The lifecycle
-tears the cluster down on each, as for any run.
+Ready, say so in the run's record (phase `held`, with the job's end) and hold
+the allocation until `kindslurm down` (completed, 0), the time-limit warning
+(74) or scancel (143). The lifecycle tears the cluster down on each, as for
+any run.
 
-The kubeconfig copy in the job directory is what the login node's tunnel and
-`kindslurm kubeconfig` read; its undo removes it before the cluster goes.
+The kubeconfig handed out is the cluster's own (0600 in the user's state
+directory, named in the record): the cluster's deletion, gc and the Epilog
+already remove it, so no copy can outlive the cluster.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from kindslurm import paths, proc, records
+from kindslurm import proc, records
 from kindslurm.errors import KindslurmError
 from kindslurm.node import allocation
 from kindslurm.node.steps import Decided, Step
@@ -80,8 +82,6 @@ def job_end(squeue: str, job_id: str, started: float, time_seconds: int) -> floa
 
 class HoldCluster(Step["Lifecycle"]):
     phase = Phase.STARTING
-    undo_what = "remove the job directory's kubeconfig"
-    before_hold = True
 
     def wanted(self, lc: Lifecycle) -> bool:
         return lc.spec.hold
@@ -91,13 +91,12 @@ class HoldCluster(Step["Lifecycle"]):
         nodes = 1 + lc.spec.workers
         lc.say(f"waiting for {nodes} node{'s' if nodes > 1 else ''} to be Ready")
         wait_nodes_ready(lc.kube.core, nodes)
-        paths.write_private(lc.paths.kubeconfig, lc.kubeconfig.read_text())
         ends = job_end(lc.spec.tool("squeue"), lc.alloc.job_id, time.time(), lc.spec.time_seconds) \
             if lc.alloc else time.time() + lc.spec.time_seconds
         lc.best_effort("update the run's state record", lambda: records.update(lc.spec.run_id, ends=ends))
         lc.runner.enter(Phase.HELD)
         lc.say(f"cluster {lc.cluster} is Ready and held until {time.strftime('%H:%M', time.localtime(ends))}: "
-               f"KUBECONFIG={lc.paths.kubeconfig} on {socket.gethostname()}, `kindslurm kubeconfig {lc.spec.prefix}` "
+               f"KUBECONFIG={lc.kubeconfig} on {socket.gethostname()}, `kindslurm kubeconfig {lc.spec.prefix}` "
                f"elsewhere; `kindslurm down {lc.spec.prefix}` ends it")
         from kindslurm.node.lifecycle import Interrupt
 
@@ -110,6 +109,3 @@ class HoldCluster(Step["Lifecycle"]):
         lc.say("down requested: tearing down")
         lc.result = (0, Phase.COMPLETED, DOWN_REASON)
         raise Decided
-
-    def undo(self, lc: Lifecycle) -> None:
-        lc.paths.kubeconfig.unlink(missing_ok=True)

@@ -207,9 +207,11 @@ class Slurm:
 
     def overlap_argv(self, job_id: str, command: Sequence[str]) -> list[str]:
         """`command` as one more task inside a running one-node job, beside what
-        runs there (a tunnel's relay to an interactive cluster's API server)."""
-        return [self._t("srun"), f"--jobid={job_id}", "--overlap", "--nodes=1", "--ntasks=1", "--quiet", "--",
-                *command]
+        runs there (a tunnel's relay to an interactive cluster's API server).
+        --unbuffered: slurmstepd otherwise holds output back until a newline,
+        which a binary stream (TLS) may never send."""
+        return [self._t("srun"), f"--jobid={job_id}", "--overlap", "--nodes=1", "--ntasks=1", "--quiet",
+                "--unbuffered", "--", *command]
 
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """The state of each id Slurm knows; an id left out is gone. Raises
