@@ -79,12 +79,14 @@ def up(name: str | None, options: dict[str, Any], run_id: str | None = None) -> 
 
 
 def resolve(ref: str) -> records.Record:
-    """An interactive cluster by its name (the live one), or any run by run id, job id or cluster name."""
+    """An interactive cluster by its name (the live one, else the newest), or
+    any run by run id, job id or cluster name."""
     named = live_named(ref)
     if named:
         alive = still_running(named)
         return (alive or named)[0]
-    return api.find(ref)
+    ended = [r for r in api.get_records().all() if r.interactive and r.prefix == ref]
+    return ended[-1] if ended else api.find(ref)
 
 
 def time_left(rec: records.Record) -> str:
