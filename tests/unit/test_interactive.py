@@ -259,3 +259,20 @@ def test_gc_stops_the_tunnels_of_ended_clusters_and_keeps_live_ones(no_site_conf
     finally:
         for p in (sleeper, laptop):
             p.kill()
+
+
+def test_up_wait_returns_once_held_or_fails_with_the_runs_own_code(sched: Sched) -> None:
+    from kindslurm.errors import KindslurmError
+
+    rec = _held("r-ok", "5")
+    rec.ends = time.time() + 600
+    records.save(rec)
+    run = api.Submitted("5", "r-ok", "dev-5", "/x")
+    assert clusters.wait_ready(run).phase == "held"
+    assert "9m" in clusters.usage(records.load("r-ok"))  # type: ignore[arg-type]
+    records.save(records.Record(run_id="r-bad", mode="sbatch", user="t", job_dir="/x", prefix="dev", job_id="6",
+                                cluster="dev-6", phase="failed", exit_code=71, reason="kind create cluster failed",
+                                interactive=True))
+    with pytest.raises(KindslurmError) as e:
+        clusters.wait_ready(api.Submitted("6", "r-bad", "dev-6", "/x"))
+    assert e.value.exit_code == 71 and "ended before it was Ready: kind create cluster failed" in str(e.value)

@@ -130,7 +130,7 @@ def test_the_lifecycles_steps_in_order():
                      "LimitResources", "LoadImages", "ConnectAPI", "ApplyManifests", "RunWorkload", "ManifestOutcome",
                      "WaitManifests", "HoldCluster"]
     undone = [s.name for s in reversed(actions.steps()) if s.undo_what]
-    assert undone == ["HoldCluster", "RunWorkload", "ConnectAPI", "CreateCluster", "ClaimName"]
+    assert undone == ["RunWorkload", "ConnectAPI", "CreateCluster", "ClaimName"]
 
 
 def test_only_a_name_held_by_someone_else_means_the_create_left_nothing():
