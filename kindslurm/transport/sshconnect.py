@@ -129,7 +129,9 @@ def _connect_hop(hop: Hop, accept_new: bool, sock: Any, timeout: float) -> Any:
         client.close()
         if refused:  # paramiko may report a key file it could not parse rather than the refusal itself
             raise _auth_failed(hop, e) from None
-        raise Unreachable(f"cannot connect to {hop.shown} ({e or type(e).__name__}): is the host up and "
+        detail = "connection refused" if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError) else \
+            (str(e) or type(e).__name__)
+        raise Unreachable(f"cannot connect to {hop.shown} ({detail}): is the host up and "
                           f"sshd listening on port {hop.port}?") from None
     client.get_transport().set_keepalive(KEEPALIVE)
     return client

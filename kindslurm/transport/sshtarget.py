@@ -9,7 +9,6 @@ checked before any connection is made: a bad host is bad input (exit 64).
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 from dataclasses import dataclass, field
@@ -123,6 +122,8 @@ def _ssh_config() -> Any:
 
 def _hop(alias: str, user: str | None, port: int | None, keys: tuple[str, ...], known_hosts: str | None,
          cfg: Any) -> Hop:
+    import getpass
+
     entry = cfg.lookup(alias)
     files = tuple(os.path.expanduser(k) for k in entry.get("identityfile", []) if os.path.isfile(os.path.expanduser(k)))
     known = known_hosts or (entry.get("userknownhostsfile") or "~/.ssh/known_hosts").split()[0]
