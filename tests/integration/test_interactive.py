@@ -68,6 +68,14 @@ def alive(pid: int) -> bool:
         return False
 
 
+def cancel_leftovers(env: Env, name: str) -> None:
+    """After a failure: no job of this name may hold its cluster until the time limit."""
+    for r in env.records():
+        if r["prefix"] == name and r.get("job_id") and r["phase"] not in ("completed", "failed", "cancelled", "timeout"):
+            sh(["scancel", r["job_id"]])
+            wait_job_gone(r["job_id"])
+
+
 def wait_for(what: str, check, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -103,10 +111,14 @@ def other_ca() -> str:
 def held(login, laptop):
     """One held cluster for the tests that only read from it; `down` at the end must leave nothing."""
     env, _ = login
-    name = f"dev{secrets.token_hex(2)}"
-    res = env.ks("up", "--name", name, "--time", "15", "--cpus", "2", timeout=400)
-    assert res.returncode == 0, res.stdout + res.stderr
-    rec = next(r for r in env.records() if r["prefix"] == name)
+    name = f"ks-dev{secrets.token_hex(2)}"  # ks-: the session's safety net deletes such clusters if all else fails
+    try:
+        res = env.ks("up", "--name", name, "--time", "15", "--cpus", "2", timeout=400)
+        assert res.returncode == 0, res.stdout + res.stderr
+        rec = next(r for r in env.records() if r["prefix"] == name)
+    except BaseException:
+        cancel_leftovers(env, name)
+        raise
     yield {"name": name, "up": res, **rec}
     res = env.ks("down", name, timeout=400)
     assert res.returncode == 0 and f"cluster {rec['cluster']} is down" in res.stdout, res.stdout + res.stderr
@@ -183,14 +195,17 @@ def test_from_a_laptop_over_ssh_with_tls_verified_end_to_end(held, laptop, tmp_p
 def test_scancel_tears_a_held_cluster_down(login, laptop):
     """Brought up from the laptop (the login node's kindslurm runs `up`), cancelled with scancel there."""
     env, _ = login
-    name = f"cx{secrets.token_hex(2)}"
-    res = laptop.ks("up", "--name", name, "--time", "10", timeout=400)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert f"cluster {name} is up" in res.stdout and f"kindslurm down {name}" in res.stdout
-    rec = next(r for r in env.records() if r["prefix"] == name)
-    assert rec["phase"] == "held" and kind_containers(rec["cluster"])
-    assert sh(["scancel", rec["job_id"]]).returncode == 0
-    wait_job_gone(rec["job_id"])
+    name = f"ks-cx{secrets.token_hex(2)}"
+    try:
+        res = laptop.ks("up", "--name", name, "--time", "10", timeout=400)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert f"cluster {name} is up" in res.stdout and f"kindslurm down {name}" in res.stdout
+        rec = next(r for r in env.records() if r["prefix"] == name)
+        assert rec["phase"] == "held" and kind_containers(rec["cluster"])
+        assert sh(["scancel", rec["job_id"]]).returncode == 0
+        wait_job_gone(rec["job_id"])
+    finally:
+        cancel_leftovers(env, name)
     done = env.record(rec["run_id"])
     assert done["phase"] == "cancelled" and done["exit_code"] == 143, done
     gone(env, rec)
@@ -201,17 +216,20 @@ def test_scancel_tears_a_held_cluster_down(login, laptop):
 def test_gc_after_a_sigkilled_up_job_leaves_nothing(login):
     env, _ = login
     env.vars["KINDSLURM_GC_GRACE"] = "0"
-    name = f"kx{secrets.token_hex(2)}"
-    res = env.ks("up", "--name", name, "--time", "10", "--no-wait")
-    assert res.returncode == 0, res.stderr
-    job_id = res.stdout.strip()
-    rec = env.wait_phase(job_id, ("held",), timeout=300)
-    kc = env.ks("kubeconfig", name, "--tunnel")
-    assert kc.returncode == 0, kc.stderr
-    [tunnel_pid] = tunnel_pids(env, rec["cluster"] + "@")
-    os.kill(rec["pid"], signal.SIGKILL)  # the node side: no teardown can run
-    os.kill(tunnel_pid, signal.SIGKILL)  # and its tunnel: its files stay for gc
-    wait_job_gone(job_id)
+    name = f"ks-kx{secrets.token_hex(2)}"
+    try:
+        res = env.ks("up", "--name", name, "--time", "10", "--no-wait")
+        assert res.returncode == 0, res.stderr
+        job_id = res.stdout.strip()
+        rec = env.wait_phase(job_id, ("held",), timeout=300)
+        kc = env.ks("kubeconfig", name, "--tunnel")
+        assert kc.returncode == 0, kc.stderr
+        [tunnel_pid] = tunnel_pids(env, rec["cluster"] + "@")
+        os.kill(rec["pid"], signal.SIGKILL)  # the node side: no teardown can run
+        os.kill(tunnel_pid, signal.SIGKILL)  # and its tunnel: its files stay for gc
+        wait_job_gone(job_id)
+    finally:
+        cancel_leftovers(env, name)
     res = env.ks("gc")
     assert res.returncode == 0, res.stdout + res.stderr
     assert re.search(rf"tunnel\s+{re.escape(rec['cluster'])}@", res.stdout), res.stdout

@@ -105,6 +105,9 @@ def test_run_wait_from_a_laptop_survives_drops_and_brings_the_job_directory_back
         for p in (run, follow):
             if p is not None and p.poll() is None:
                 p.kill()
+        for r in login_env.records():  # after a failure no job may run on to its time limit
+            if r.get("job_id") and r["phase"] not in ("completed", "failed", "cancelled", "timeout"):
+                sh(["scancel", r["job_id"]])
     assert code == 0, "".join(out) + run.stderr.read()
     assert all(drops), "no SSH connection was open to cut"
     remote_log = workload_log.read_text()

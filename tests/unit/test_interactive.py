@@ -276,3 +276,36 @@ def test_up_wait_returns_once_held_or_fails_with_the_runs_own_code(sched: Sched)
     with pytest.raises(KindslurmError) as e:
         clusters.wait_ready(api.Submitted("6", "r-bad", "dev-6", "/x"))
     assert e.value.exit_code == 71 and "ended before it was Ready: kind create cluster failed" in str(e.value)
+
+
+def test_a_tunnel_relays_binary_both_ways_through_node_relay() -> None:
+    """The listener and the node end (`kindslurm node-relay`) without srun: bytes with no newline
+    (as TLS sends them) must pass at once, both ways, on several connections."""
+    import sys
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = server.accept()
+            data = conn.recv(100)
+            conn.sendall(bytes(reversed(data)))  # and keep the connection open: no EOF to flush on
+            time.sleep(0.5)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    listener = tunnel.Listener([sys.executable, "-m", "kindslurm", "node-relay", str(server.getsockname()[1])])
+    try:
+        for payload in (b"\x16\x03\x01\x00\xffno-newline", bytes(range(100))):
+            with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as c:
+                c.sendall(payload)
+                got = b""
+                while len(got) < len(payload):
+                    got += c.recv(1000)
+                assert got == bytes(reversed(payload))
+        assert listener.connections == 2
+    finally:
+        listener.close()
+        server.close()
