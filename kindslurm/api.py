@@ -82,9 +82,8 @@ class Cancelled:
 
 
 def get_transport() -> Transport:
-    """Where Slurm's commands and the job directories are reached: this host, or
-    the login node over SSH in remote mode (--host, remote.host). The one place
-    the transport is chosen (transport/where.py): one per invocation, so one SSH connection."""
+    """Where Slurm's commands and the job directories are: this host, or the login node
+    over SSH (--host, remote.host). The one place it is chosen (transport/where.py)."""
     return where.transport()
 
 
@@ -377,11 +376,6 @@ def pod_logs(run: Submitted | str, pod: str) -> list[Path]:
                              + ", ".join(sorted({f'{m.parent.parent.name}/{m.parent.name}' for m in matches})[:20]),
                              exit_code=exitcodes.USAGE)
     return chosen
-
-
-def read_text(path: str | Path) -> str:
-    """A file of a run's job directory, wherever the run lives (OSError if it cannot be read)."""
-    return get_transport().read_text(str(path))
 
 
 def follow_log(run: Submitted | str, out: IO[str], *, job_output: bool = False, interval: float = 1.0) -> None:

@@ -122,7 +122,7 @@ def logs(job: str, follow: bool, job_output: bool, pod: str | None) -> None:
         for m in chosen:
             if len(chosen) > 1:
                 click.echo(f"==> {m.parent.parent.name}/{m.parent.name}/{m.name} <==")
-            click.echo(api.read_text(m), nl=False)
+            click.echo(api.get_transport().read_text(str(m)), nl=False)
         return
     if follow:
         api.follow_log(job, sys.stdout, job_output=job_output)
@@ -133,7 +133,7 @@ def logs(job: str, follow: bool, job_output: bool, pod: str | None) -> None:
         return
     path = api.log_path(job, job_output=job_output)
     try:
-        sys.stdout.write(api.read_text(path))
+        sys.stdout.write(api.get_transport().read_text(str(path)))
     except OSError:
         click.echo(f"(no output yet: {path})", err=True)
 
