@@ -370,7 +370,8 @@ def pod_logs(run: Submitted | str, pod: str) -> list[Path]:
     job = JobPaths(Path(find(run.run_id if isinstance(run, Submitted) else run).job_dir))
     parts = pod.split("/")
     matches = sorted(Path(m) for m in get_transport().list_dir(str(job.pod_logs), "*/*/*.log"))
-    chosen = [m for m in matches if "/".join(m.with_suffix("").parts[-len(parts):]) == pod or m.parent.name == pod]
+    chosen = [m for m in matches if pod in ("/".join(m.with_suffix("").parts[-len(parts):]), m.parent.name,
+                                            f"{m.parent.parent.name}/{m.parent.name}")]
     if not chosen:
         raise KindslurmError(f"no saved log for pod {pod!r} in {job.pod_logs}: pods saved are "
                              + ", ".join(sorted({f'{m.parent.parent.name}/{m.parent.name}' for m in matches})[:20]),
