@@ -142,3 +142,20 @@ def test_the_copy_back_takes_only_regular_files_and_only_what_changed(tmp_path: 
     assert mirror.mirror(LocalTransport(), str(remote), local) == 0
     (remote / "summary.json").write_text('{"done": 1}')
     assert mirror.mirror(LocalTransport(), str(remote), local) == 1 and (local / "summary.json").read_text() == '{"done": 1}'
+
+
+def test_saved_pod_logs_are_found_by_pod_namespace_or_container(no_site_config: Path, tmp_path: Path) -> None:
+    from kindslurm.errors import KindslurmError
+
+    job = tmp_path / "job"
+    for ns, pod, c in (("default", "web", "main"), ("default", "web", "side"), ("kube-system", "dns", "coredns")):
+        (job / "pods" / ns / pod).mkdir(parents=True, exist_ok=True)
+        (job / "pods" / ns / pod / f"{c}.log").write_text(c)
+    records.save(records.Record(run_id="20260101-000000-abcdef", mode="local", user="u", job_dir=str(job),
+                                phase="completed"))
+    names = {ref: [p.name for p in api.pod_logs("20260101-000000-abcdef", ref)]
+             for ref in ("web", "default/web", "default/web/side", "dns")}
+    assert names == {"web": ["main.log", "side.log"], "default/web": ["main.log", "side.log"],
+                     "default/web/side": ["side.log"], "dns": ["coredns.log"]}
+    with pytest.raises(KindslurmError, match="pods saved are default/web, kube-system/dns"):
+        api.pod_logs("20260101-000000-abcdef", "nope")
