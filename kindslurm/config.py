@@ -29,6 +29,22 @@ SITE_CONFIG = Path("/etc/kindslurm/config.yaml")
 
 
 @dataclass
+class Remote:
+    """Remote mode: the login node every command runs against over SSH (README: From your laptop)."""
+
+    host: str | None = None  # [USER@]HOST[:PORT]; --host overrides it
+    user: str | None = None
+    port: int | None = None
+    key: str | None = None  # a private key file; the agent and ~/.ssh/config's are tried too
+    jump: str | None = None  # ProxyJump: [USER@]HOST[:PORT][,...]
+    known_hosts: str | None = None  # default ~/.ssh/known_hosts
+    command: str | None = None  # kindslurm on the login node (default: `kindslurm` on its PATH)
+
+
+REMOTE_KEYS = tuple(f.name for f in fields(Remote))
+
+
+@dataclass
 class Config:
     # Slurm
     partition: str | None = None
@@ -58,6 +74,7 @@ class Config:
     template: str | None = None
     kindslurm_command: str | None = None
     tools: dict[str, str] = field(default_factory=dict)
+    remote: Remote = field(default_factory=Remote)
 
     def tool(self, name: str) -> str:
         return self.tools.get(name) or name
@@ -78,6 +95,7 @@ _EXAMPLES = {
     "timeout": "30m", "keep_on_failure": "true",
     "registry_mirrors": '{docker.io: "http://login1:5000"}', "k8s_port": "30080", "k8s_port_address": "0.0.0.0", "job_root": "~/kindslurm-jobs", "template": "~/batch.sh.j2",
     "kindslurm_command": '"python3 -m kindslurm"', "tools": "{kind: /opt/kind/bin/kind}",
+    "remote": "{host: login.hpc.example.org, user: me}",
 }
 _OPTION_NAMES = {"sbatch_args": "--sbatch-arg", "extra_mounts": "--mount", "load_images": "--load-image"}
 
@@ -152,6 +170,8 @@ def _type_problem(key: str, value: Any, in_file: bool) -> str:
                 return f"unknown tool {name!r} in {subject()}: valid tools are {', '.join(TOOLS)}"
             if not isinstance(item, str):
                 return f"{subject(f'.{name}')} must be a path (got {_show(item)}): write e.g. {key}: {{{name}: /usr/bin/{name}}}"
+    elif shape == "Remote":
+        return f"`remote` must be a mapping of {', '.join(REMOTE_KEYS)} (got {_show(value)}): {write}"
     elif shape == "bool":
         return f"{subject()} must be true or false (got {_show(value)}): write {key}: true or {key}: false, without quotes"
     elif shape == "int":
@@ -202,6 +222,9 @@ def _read(path: Path, required: bool) -> dict[str, Any]:
             f"unknown key {unknown[0]!r} in {path}: valid keys are {', '.join(sorted(_KEYS))}"
         )
     where = f"config file {path}"
+    remote = data.get("remote")
+    if isinstance(remote, dict) and (odd := sorted((k for k in remote if k not in REMOTE_KEYS), key=str)):
+        raise SpecError(f"unknown key {odd[0]!r} under remote in {path}: valid keys are {', '.join(REMOTE_KEYS)}")
     typed = _typed(data, where, in_file=True)
     bad_tools = sorted(t for t in typed.tools if t not in TOOLS)
     if bad_tools:
@@ -224,7 +247,9 @@ def _check_ksi(typed: Config, data: dict[str, Any], where: str) -> None:
         k8sport.check_address(typed.k8s_port_address, f"{where}: k8s_port_address")
 
 
-def load(overrides: dict[str, Any] | None = None) -> Config:
+def load(overrides: dict[str, Any] | None = None, *, files: bool = True) -> Config:
+    """The merged config; without `files`, the defaults and `overrides` only
+    (remote mode checks a command line that the login node's files complete)."""
     cfg = Config()
     cli = {k: v for k, v in (overrides or {}).items() if v is not None and v != () and v != []}
     for key in ("sbatch_args", "extra_mounts", "load_images"):
@@ -239,14 +264,16 @@ def load(overrides: dict[str, Any] | None = None) -> Config:
     if problem:
         raise SpecError(f"--sbatch-arg {problem}")
     layers = [
-        _read(site_config_path(), required=False),
-        _read(user_config_path(), required="KINDSLURM_CONFIG" in os.environ),
+        _read(site_config_path(), required=False) if files else {},
+        _read(user_config_path(), required="KINDSLURM_CONFIG" in os.environ) if files else {},
         {key: getattr(typed, key) if key in _KEYS else value for key, value in cli.items()},
     ]
     for layer in layers:
         for key, value in layer.items():
             if key in ("tools", "registry_mirrors"):
                 setattr(cfg, key, {**getattr(cfg, key), **value})
+            elif key == "remote":
+                cfg.remote = Remote(**{**vars(cfg.remote), **{k: v for k, v in vars(value).items() if v is not None}})
             elif key in ("sbatch_args", "extra_mounts", "load_images") and layer is layers[-1]:
                 setattr(cfg, key, [*getattr(cfg, key), *value])
             else:

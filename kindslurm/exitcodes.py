@@ -16,6 +16,7 @@ WORKLOAD_TIMEOUT = 73  # --timeout expired before the workload finished
 TIME_LIMIT = 74  # Slurm's time limit warning arrived; torn down in time
 INTERNAL = 75  # unexpected error in kindslurm itself
 TEARDOWN_INCOMPLETE = 76  # the workload succeeded but teardown left something behind (kindslurm gc removes it)
+REMOTE = 77  # the login node could not be reached or refused us over SSH (host key, key, connection)
 INTERRUPTED = 130  # SIGINT
 CANCELLED = 143  # SIGTERM (scancel)
 
@@ -31,6 +32,7 @@ DESCRIPTIONS: dict[int, str] = {
     TIME_LIMIT: "Slurm time limit reached",
     INTERNAL: "internal error",
     TEARDOWN_INCOMPLETE: "teardown left resources behind: run `kindslurm gc`",
+    REMOTE: "the login node could not be reached over SSH",
     INTERRUPTED: "interrupted (SIGINT)",
     CANCELLED: "cancelled (SIGTERM)",
 }

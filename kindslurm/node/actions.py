@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from kindslurm import exitcodes
 from kindslurm.errors import ClusterExistsError, CommandError, PreflightError
-from kindslurm.node import allocation, capacity, ksi_steps, preflight
+from kindslurm.node import allocation, capacity, hold, ksi_steps, preflight
 from kindslurm.node.steps import Decided, Step
 from kindslurm.node.teardown import kill_wait
 from kindslurm.phases import Phase
@@ -84,6 +84,8 @@ class KindConfig(Step["Lifecycle"]):
         port = lc.ksi.lease.port if lc.ksi.lease is not None else None
         lc.kind_config = kindconfig.render(spec, kindconfig.gpu_devices(allocation.gpus()), k8s_port=port,
                                            certs_d=lc.ksi.certs_d)
+        if spec.hold:  # reached from elsewhere by the node's name or a tunnel: TLS must still verify
+            lc.kind_config = hold.api_server_sans(lc.kind_config, hold.node_names())
         lc.paths.kind_config.write_text(lc.kind_config)
 
 
@@ -298,4 +300,4 @@ def steps() -> list[Step[Lifecycle]]:
     k = ksi_steps
     return [Preflight(), NodeImage(), k.LeasePort(), k.WriteMirrors(), KindConfig(), ClaimName(), ReserveCapacity(),
             CreateCluster(), LimitResources(), LoadImages(), k.LoadFromPodman(), ConnectAPI(), k.WatchPulls(),
-            k.PrepareContract(), ApplyManifests(), RunWorkload(), ManifestOutcome(), WaitManifests()]
+            k.PrepareContract(), ApplyManifests(), RunWorkload(), ManifestOutcome(), WaitManifests(), hold.HoldCluster()]

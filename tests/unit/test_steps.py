@@ -129,7 +129,7 @@ def test_the_lifecycles_steps_in_order():
     assert names == ["Preflight", "NodeImage", "LeasePort", "WriteMirrors", "KindConfig", "ClaimName",
                      "ReserveCapacity", "CreateCluster", "LimitResources", "LoadImages", "LoadFromPodman", "ConnectAPI",
                      "WatchPulls", "PrepareContract", "ApplyManifests", "RunWorkload", "ManifestOutcome",
-                     "WaitManifests"]
+                     "WaitManifests", "HoldCluster"]
     undone = [s.name for s in reversed(actions.steps()) if s.undo_what]
     # K8S_PORT goes back only after the cluster (whose node binds it) is deleted
     assert undone == ["RunWorkload", "WatchPulls", "ConnectAPI", "CreateCluster", "ClaimName", "LeasePort"]
