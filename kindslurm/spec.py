@@ -13,7 +13,6 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from kindslurm import naming, timefmt
 from kindslurm.config import Config, sbatch_args_problem
