@@ -24,7 +24,7 @@ WORKLOAD = f"""#!/bin/bash
 set -eu
 kubectl get nodes >/dev/null
 for i in $(seq 1 {TICKS}); do echo "tick $i"; sleep 0.25; done
-echo "made on $K8S_CLUSTER_NAME" > result.txt
+echo "made on $KINDSLURM_CLUSTER" > result.txt
 echo "workload done"
 """
 
