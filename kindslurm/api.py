@@ -10,6 +10,7 @@ Only this module and the scheduler see the transport.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -24,6 +25,8 @@ from kindslurm.paths import JobPaths
 from kindslurm.phases import Phase
 from kindslurm.scheduler.base import JobState, Scheduler, StatesUnknown
 from kindslurm.scheduler.slurm import Slurm, resources_of
+from kindslurm.transport import where
+from kindslurm.transport.where import get_records, is_remote, remote_info, use_host  # noqa: F401  (the API's names)
 from kindslurm.transport.base import Transport
 from kindslurm.transport.local import LocalTransport
 
@@ -37,7 +40,7 @@ __all__ = ["Cancelled", "Plan", "RunView", "Submitted", "cancel", "dry_run", "fo
 # what `plan` takes besides the script: the config keys a command line may set
 RUN_OPTIONS = frozenset({"partition", "time", "cpus", "mem", "gpus", "account", "qos", "sbatch_args", "workers",
                          "node_image", "node_image_archive", "extra_mounts", "kind_config", "load_images", "timeout",
-                         "keep_on_failure", "template"})
+                         "keep_on_failure", "template", "k8s_port"})
 
 
 @dataclass(frozen=True)
@@ -80,16 +83,16 @@ class Cancelled:
 
 
 def get_transport() -> Transport:
-    """Where Slurm's commands and the job directories are reached: this host
-    today; the one place an SSH transport will be chosen."""
-    return LocalTransport()
+    """Where Slurm's commands and the job directories are: this host, or the login node
+    over SSH (--host, remote.host). The one place it is chosen (transport/where.py)."""
+    return where.transport()
 
 
 def get_scheduler(cfg: Config | None = None) -> Scheduler:
     """Slurm, through the transport for wherever its commands run."""
     from kindslurm import config
 
-    return Slurm(get_transport(), (cfg or config.load()).tools)
+    return Slurm(get_transport(), {} if is_remote() else (cfg or config.load()).tools)  # remote: the login node's
 
 
 def placement(force_submit: bool = False) -> str:
@@ -111,12 +114,12 @@ def placement(force_submit: bool = False) -> str:
 
 def plan(script: str | None = None, script_args: Sequence[str] = (), *, manifests: Sequence[str] = (),
          name: str | None = None, srun: bool = False, local: bool = False, submit: bool = False,
-         scheduler: Scheduler | None = None, **options: Any) -> Plan:
+         scheduler: Scheduler | None = None, run_id: str | None = None, hold: bool = False, **options: Any) -> Plan:
     """Check everything and choose how the run starts, submitting nothing.
 
     `srun` runs it in the foreground, `local` on this host without Slurm,
     `submit` forces sbatch even inside an allocation; by default it is sbatch
-    outside an allocation and right here inside one. `options` are the config
+    outside an allocation and right here inside one; `hold` makes an `up` cluster. `options` are the config
     keys (RUN_OPTIONS) this run overrides, e.g. cpus=2, time="30".
     Raises SpecError for bad input.
     """
@@ -131,10 +134,14 @@ def plan(script: str | None = None, script_args: Sequence[str] = (), *, manifest
         raise SpecError(f"unknown run option {unknown[0]!r}: use one of {', '.join(sorted(RUN_OPTIONS))}")
     overrides = {k: list(v) if k in ("sbatch_args", "extra_mounts", "load_images") and v is not None else v
                  for k, v in options.items()}
+    if overrides.get("k8s_port") is None:
+        from kindslurm import k8sport
+
+        overrides["k8s_port"] = k8sport.from_environment(os.environ)
     cfg = config.load(overrides)
     mode = "local" if local else "srun" if srun else placement(force_submit=submit)
     spec = specmod.build(cfg, mode=mode, script=script, script_args=list(script_args), manifests=list(manifests),
-                         name=name)
+                         name=name, run_id=run_id, hold=hold)
     spec.in_allocation = mode in ("inline", "srun") and allocation.current() is not None
     sched = scheduler or get_scheduler(cfg)
     if mode in ("sbatch", "srun"):
@@ -165,7 +172,7 @@ def prepare(spec: JobSpec, cfg: Config) -> tuple[JobPaths, JobSpec]:
     job.batch_script.write_text(script)
     job.batch_script.chmod(0o700)
     records.save(records.Record(run_id=spec.run_id, mode=spec.mode, user=spec.user, job_dir=spec.job_dir,
-                                prefix=spec.prefix, phase=Phase.SUBMITTED))
+                                prefix=spec.prefix, phase=Phase.SUBMITTED, interactive=spec.hold))
     return job, spec
 
 
@@ -262,9 +269,10 @@ def run_here(script: str | None = None, script_args: Sequence[str] = (), *, mani
 
 def find(ref: str) -> records.Record:
     """A run by run id, job id or cluster name; KindslurmError (USAGE) if there is none."""
-    rec = records.find(ref)  # AmbiguousRef (USAGE) lists the candidates
+    rec = records.find(ref, get_records())  # AmbiguousRef (USAGE) lists the candidates
     if rec is None:
-        raise KindslurmError(f"no run {ref!r}: see `kindslurm ls -a` for your runs", exit_code=exitcodes.USAGE)
+        on = f" on {remote_info().host}" if is_remote() else ""
+        raise KindslurmError(f"no run {ref!r}{on}: see `kindslurm ls -a` for your runs", exit_code=exitcodes.USAGE)
     return rec
 
 
@@ -283,7 +291,8 @@ def wait(run: Submitted | str, *, scheduler: Scheduler | None = None, stream: bo
         run_id, job_id, job_dir = rec.run_id, rec.job_id, rec.job_dir
     sched = scheduler or get_scheduler()
     return wait_for_job(sched, run_id, job_id, out=out or sys.stdout, err=err or sys.stderr,
-                        stream=JobPaths(Path(job_dir)).slurm_out if stream else None, transport=get_transport())
+                        stream=JobPaths(Path(job_dir)).slurm_out if stream else None, transport=get_transport(),
+                        source=get_records())
 
 
 def _job_states(recs: list[records.Record], sched: Scheduler | None) -> dict[str, JobState]:
@@ -301,7 +310,7 @@ def _job_states(recs: list[records.Record], sched: Scheduler | None) -> dict[str
 
 def list_runs(include_finished: bool = False, *, scheduler: Scheduler | None = None) -> list[RunView]:
     """Your runs, oldest first, with their jobs' Slurm states (asked for live runs only)."""
-    recs = records.all_records()
+    recs = get_records().all()
     states = _job_states([r for r in recs if r.live], scheduler)
     return [RunView(r, states.get(r.job_id or "")) for r in recs if include_finished or r.live]
 
@@ -310,10 +319,12 @@ def status(run: Submitted | str, *, scheduler: Scheduler | None = None) -> RunVi
     """One run by run id, job id or cluster name, with its summary once it has ended."""
     rec = find(run.run_id if isinstance(run, Submitted) else run)
     js = _job_states([rec], scheduler).get(rec.job_id or "") if rec.job_id else None
-    summary_path = JobPaths(Path(rec.job_dir)).summary
     import json
 
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    try:
+        summary = json.loads(get_transport().read_text(str(JobPaths(Path(rec.job_dir)).summary)))
+    except (OSError, ValueError):
+        summary = None
     return RunView(rec, js, summary)
 
 
@@ -363,8 +374,9 @@ def pod_logs(run: Submitted | str, pod: str) -> list[Path]:
     """The saved logs of a pod, NAMESPACE/POD[/CONTAINER] or POD; KindslurmError naming the saved ones if none fit."""
     job = JobPaths(Path(find(run.run_id if isinstance(run, Submitted) else run).job_dir))
     parts = pod.split("/")
-    matches = sorted(job.pod_logs.glob("*/*/*.log"))
-    chosen = [m for m in matches if "/".join(m.with_suffix("").parts[-len(parts):]) == pod or m.parent.name == pod]
+    matches = sorted(Path(m) for m in get_transport().list_dir(str(job.pod_logs), "*/*/*.log"))
+    chosen = [m for m in matches if pod in ("/".join(m.with_suffix("").parts[-len(parts):]), m.parent.name,
+                                            f"{m.parent.parent.name}/{m.parent.name}")]
     if not chosen:
         raise KindslurmError(f"no saved log for pod {pod!r} in {job.pod_logs}: pods saved are "
                              + ", ".join(sorted({f'{m.parent.parent.name}/{m.parent.name}' for m in matches})[:20]),
@@ -377,8 +389,10 @@ def follow_log(run: Submitted | str, out: IO[str], *, job_output: bool = False, 
     rec = find(run.run_id if isinstance(run, Submitted) else run)
     path = log_path(rec.run_id, job_output=job_output)
 
+    source = get_records()
+
     def ended() -> bool:
-        cur = records.load(rec.run_id)
+        cur = source.load(rec.run_id)
         return cur is None or not cur.live
 
     for text in get_transport().follow(str(path), done=ended, interval=interval):

@@ -29,6 +29,22 @@ SITE_CONFIG = Path("/etc/kindslurm/config.yaml")
 
 
 @dataclass
+class Remote:
+    """Remote mode: the login node every command runs against over SSH (README: From your laptop)."""
+
+    host: str | None = None  # [USER@]HOST[:PORT]; --host overrides it
+    user: str | None = None
+    port: int | None = None
+    key: str | None = None  # a private key file; the agent and ~/.ssh/config's are tried too
+    jump: str | None = None  # ProxyJump: [USER@]HOST[:PORT][,...]
+    known_hosts: str | None = None  # default ~/.ssh/known_hosts
+    command: str | None = None  # kindslurm on the login node (default: `kindslurm` on its PATH)
+
+
+REMOTE_KEYS = tuple(f.name for f in fields(Remote))
+
+
+@dataclass
 class Config:
     # Slurm
     partition: str | None = None
@@ -47,6 +63,9 @@ class Config:
     extra_mounts: list[str] = field(default_factory=list)
     kind_config: str | None = None
     load_images: list[str] = field(default_factory=list)
+    registry_mirrors: dict[str, str] = field(default_factory=dict)  # registry host -> mirror URL (mirrors.py)
+    k8s_port: int | None = None  # K8S_PORT (k8sport.py); else K8S_PORT from the environment, else a free one
+    k8s_port_address: str = "0.0.0.0"
     # workload
     timeout: str | None = None
     keep_on_failure: bool = False
@@ -55,6 +74,7 @@ class Config:
     template: str | None = None
     kindslurm_command: str | None = None
     tools: dict[str, str] = field(default_factory=dict)
+    remote: Remote = field(default_factory=Remote)
     # `kindslurm bridge`: flavors and the admin's rules, checked by kindslurm.bridge.config
     bridge: dict[str, Any] = field(default_factory=dict)
 
@@ -74,8 +94,10 @@ _EXAMPLES = {
     "qos": "normal", "sbatch_args": '["--exclusive"]', "warning_seconds": "60", "workers": "1",
     "node_image": "localhost/kindslurm/node:v1.34.4", "node_image_archive": "/path/to/node.tar",
     "extra_mounts": '["/scratch/me:/scratch"]', "kind_config": "~/kind-extra.yaml", "load_images": '["img.tar"]',
-    "timeout": "30m", "keep_on_failure": "true", "job_root": "~/kindslurm-jobs", "template": "~/batch.sh.j2",
+    "timeout": "30m", "keep_on_failure": "true",
+    "registry_mirrors": '{docker.io: "http://login1:5000"}', "k8s_port": "30080", "k8s_port_address": "0.0.0.0", "job_root": "~/kindslurm-jobs", "template": "~/batch.sh.j2",
     "kindslurm_command": '"python3 -m kindslurm"', "tools": "{kind: /opt/kind/bin/kind}",
+    "remote": "{host: login.hpc.example.org, user: me}",
     "bridge": "{default_flavor: small, flavors: {small: {cpus: 1, mem: 2G}}}",
 }
 _OPTION_NAMES = {"sbatch_args": "--sbatch-arg", "extra_mounts": "--mount", "load_images": "--load-image"}
@@ -143,6 +165,8 @@ def _type_problem(key: str, value: Any, in_file: bool) -> str:
                 return f"{subject(f'[{i}]')} must be a string (got {_show(item)}): quote it"
     elif key == "bridge":
         return f"{subject()} must be a mapping (got {_show(value)}): {write}"
+    elif shape == "dict" and key == "registry_mirrors":
+        return f"{subject()} must be a mapping of registry host to mirror URL (got {_show(value)}): {write}"
     elif shape == "dict":
         if not isinstance(value, dict):
             return f"{subject()} must be a mapping of tool name to path (got {_show(value)}): {write}"
@@ -151,6 +175,8 @@ def _type_problem(key: str, value: Any, in_file: bool) -> str:
                 return f"unknown tool {name!r} in {subject()}: valid tools are {', '.join(TOOLS)}"
             if not isinstance(item, str):
                 return f"{subject(f'.{name}')} must be a path (got {_show(item)}): write e.g. {key}: {{{name}: /usr/bin/{name}}}"
+    elif shape == "Remote":
+        return f"`remote` must be a mapping of {', '.join(REMOTE_KEYS)} (got {_show(value)}): {write}"
     elif shape == "bool":
         return f"{subject()} must be true or false (got {_show(value)}): write {key}: true or {key}: false, without quotes"
     elif shape == "int":
@@ -167,9 +193,9 @@ def _typed(data: dict[str, Any], where: str, in_file: bool) -> Config:
     import msgspec
 
     data = {k: (str(v) if k in _NUMBER_AS_TEXT and type(v) is int else v) for k, v in data.items()}
-    for key in ("sbatch_args", "extra_mounts", "load_images", "tools", "bridge"):
+    for key in ("sbatch_args", "extra_mounts", "load_images", "tools", "registry_mirrors", "bridge"):
         if key in data and data[key] is None:
-            data[key] = {} if key in ("tools", "bridge") else []
+            data[key] = {} if key in ("tools", "registry_mirrors", "bridge") else []
     try:
         return msgspec.convert(data, type=Config)
     except msgspec.ValidationError as e:
@@ -201,6 +227,9 @@ def _read(path: Path, required: bool) -> dict[str, Any]:
             f"unknown key {unknown[0]!r} in {path}: valid keys are {', '.join(sorted(_KEYS))}"
         )
     where = f"config file {path}"
+    remote = data.get("remote")
+    if isinstance(remote, dict) and (odd := sorted((k for k in remote if k not in REMOTE_KEYS), key=str)):
+        raise SpecError(f"unknown key {odd[0]!r} under remote in {path}: valid keys are {', '.join(REMOTE_KEYS)}")
     typed = _typed(data, where, in_file=True)
     bad_tools = sorted(t for t in typed.tools if t not in TOOLS)
     if bad_tools:
@@ -208,28 +237,48 @@ def _read(path: Path, required: bool) -> dict[str, Any]:
     problem = sbatch_args_problem(typed.sbatch_args)
     if problem:
         raise SpecError(f"{where}: sbatch_args {problem}")
+    _check_ksi(typed, data, where)
     return {key: getattr(typed, key) for key in data}
 
 
-def load(overrides: dict[str, Any] | None = None) -> Config:
+def _check_ksi(typed: Config, data: dict[str, Any], where: str) -> None:
+    from kindslurm import k8sport, mirrors
+
+    if "registry_mirrors" in data:
+        mirrors.check(typed.registry_mirrors, f"{where}: registry_mirrors")
+    if typed.k8s_port is not None and "k8s_port" in data:
+        k8sport.parse(typed.k8s_port, f"{where}: k8s_port")
+    if "k8s_port_address" in data:
+        k8sport.check_address(typed.k8s_port_address, f"{where}: k8s_port_address")
+
+
+def load(overrides: dict[str, Any] | None = None, *, files: bool = True) -> Config:
+    """The merged config; without `files`, the defaults and `overrides` only
+    (remote mode checks a command line that the login node's files complete)."""
     cfg = Config()
     cli = {k: v for k, v in (overrides or {}).items() if v is not None and v != () and v != []}
     for key in ("sbatch_args", "extra_mounts", "load_images"):
         if isinstance(cli.get(key), tuple):
             cli[key] = list(cli[key])
+    if "k8s_port" in cli:
+        from kindslurm import k8sport
+
+        cli["k8s_port"] = k8sport.parse(cli["k8s_port"], "--k8s-port")
     typed = _typed({k: v for k, v in cli.items() if k in _KEYS}, "command line", in_file=False)
     problem = sbatch_args_problem(typed.sbatch_args)
     if problem:
         raise SpecError(f"--sbatch-arg {problem}")
     layers = [
-        _read(site_config_path(), required=False),
-        _read(user_config_path(), required="KINDSLURM_CONFIG" in os.environ),
+        _read(site_config_path(), required=False) if files else {},
+        _read(user_config_path(), required="KINDSLURM_CONFIG" in os.environ) if files else {},
         {key: getattr(typed, key) if key in _KEYS else value for key, value in cli.items()},
     ]
     for layer in layers:
         for key, value in layer.items():
-            if key in ("tools", "bridge"):  # the site's entries stay unless the user's file names the same key
+            if key in ("tools", "registry_mirrors", "bridge"):  # the site's entries stay unless the user's names them
                 setattr(cfg, key, {**getattr(cfg, key), **value})
+            elif key == "remote":
+                cfg.remote = Remote(**{**vars(cfg.remote), **{k: v for k, v in vars(value).items() if v is not None}})
             elif key in ("sbatch_args", "extra_mounts", "load_images") and layer is layers[-1]:
                 setattr(cfg, key, [*getattr(cfg, key), *value])
             else:

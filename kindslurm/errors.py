@@ -75,6 +75,37 @@ class CommandTimeout(KindslurmError):
         self.timeout = timeout
 
 
+class RemoteError(KindslurmError):
+    """The login node could not be reached, or refused us, over SSH: the message names the fix."""
+
+    exit_code = exitcodes.REMOTE
+
+
+class HostKeyError(RemoteError):
+    """An unknown or changed host key: connecting again changes nothing until a person decides."""
+
+
+class SSHAuthError(RemoteError):
+    """The login node refused every key offered."""
+
+
+class Unreachable(RemoteError):
+    """No connection (refused, timed out, dropped and not back): the host may come back."""
+
+    retryable = True
+
+
+class ConnectionLost(CommandTimeout):
+    """The connection dropped while a command that must not run twice was running:
+    whether it acted is unknown, so it is not sent again (sbatch is looked up instead)."""
+
+    def __init__(self, argv: list[str], host: str) -> None:
+        KindslurmError.__init__(self, f"the connection to {host} dropped while `{' '.join(argv)}` ran: "
+                                      f"whether it acted is unknown, so it was not run again")
+        self.argv = argv
+        self.timeout = 0.0
+
+
 class BridgeError(KindslurmError):
     """The bridge cannot act on the outer cluster (its API refused, a node held by another bridge)."""
 

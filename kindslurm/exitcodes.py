@@ -16,7 +16,8 @@ WORKLOAD_TIMEOUT = 73  # --timeout expired before the workload finished
 TIME_LIMIT = 74  # Slurm's time limit warning arrived; torn down in time
 INTERNAL = 75  # unexpected error in kindslurm itself
 TEARDOWN_INCOMPLETE = 76  # the workload succeeded but teardown left something behind (kindslurm gc removes it)
-BRIDGE = 77  # `kindslurm bridge` could not reach or act on the outer cluster
+REMOTE = 77  # the login node could not be reached or refused us over SSH (host key, key, connection)
+BRIDGE = 78  # `kindslurm bridge` could not reach or act on the outer cluster
 INTERRUPTED = 130  # SIGINT
 CANCELLED = 143  # SIGTERM (scancel)
 
@@ -32,6 +33,7 @@ DESCRIPTIONS: dict[int, str] = {
     TIME_LIMIT: "Slurm time limit reached",
     INTERNAL: "internal error",
     TEARDOWN_INCOMPLETE: "teardown left resources behind: run `kindslurm gc`",
+    REMOTE: "the login node could not be reached over SSH",
     BRIDGE: "the bridge could not reach or act on the outer cluster",
     INTERRUPTED: "interrupted (SIGINT)",
     CANCELLED: "cancelled (SIGTERM)",

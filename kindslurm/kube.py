@@ -107,10 +107,14 @@ class Kube:
             self._dynamic = DynamicClient(self.api)
         return self._dynamic
 
-    def apply(self, manifests: list[str], retry_for: float = 30.0) -> list[Applied]:
-        """Server-side apply in dependency order (CRDs, namespaces, config, RBAC, the rest)."""
+    def apply(self, manifests: list[str], retry_for: float = 30.0,
+              patch: Callable[[dict[str, Any]], None] | None = None) -> list[Applied]:
+        """Server-side apply in dependency order (CRDs, namespaces, config, RBAC, the rest);
+        `patch` may change each document first (the pull policy of images loaded from podman)."""
         applied: list[Applied] = []
         for source, doc in load_documents(manifests):
+            if patch is not None:
+                patch(doc)
             applied.append(self._apply_one(source, doc, retry_for))
             if doc.get("kind") == "CustomResourceDefinition":
                 self._dynamic = None  # rediscover so the new kinds resolve

@@ -39,6 +39,11 @@ def kubeconfigs_dir() -> Path:
     return state_dir() / "kubeconfigs"
 
 
+def tunnels_dir() -> Path:
+    """The tunnels to interactive clusters this user runs (a state file and a kubeconfig each)."""
+    return state_dir() / "tunnels"
+
+
 def default_job_root() -> Path:
     return _xdg("XDG_DATA_HOME", ".local/share") / "kindslurm" / "jobs"
 
@@ -223,3 +228,8 @@ class JobPaths:
     @property
     def exitcode(self) -> Path:
         return self.root / "exitcode"
+
+    @property
+    def down_request(self) -> Path:
+        """Written by `kindslurm down`: the held cluster ends as completed, not cancelled."""
+        return self.root / "down-request"

@@ -130,6 +130,31 @@ def spawn(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str]
         raise _not_found(argv[0]) from None
 
 
+def pipe(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A child whose stdin and stdout are a binary byte stream (a tunnel's relay),
+    in its own process group; its stderr goes where ours does."""
+    argv = [str(a) for a in argv]
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+                                env=dict(env) if env is not None else None, start_new_session=True)
+    except FileNotFoundError:
+        raise _not_found(argv[0]) from None
+
+
+def detach(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    """A background process that outlives us (a tunnel), in a session of its own, output appended to `log`."""
+    argv = [str(a) for a in argv]
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
+                                 close_fds=True)
+    except FileNotFoundError:
+        raise _not_found(argv[0]) from None
+    finally:
+        os.close(fd)
+    return child
+
+
 def foreground(argv: Sequence[str]) -> int:
     """A child that owns the terminal (srun): it gets Ctrl-C itself and
     forwards it to its step, so we ignore SIGINT meanwhile and only wait."""

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 from kindslurm import exitcodes, paths
 from kindslurm.phases import Phase, is_terminal
@@ -37,6 +37,8 @@ class Record:
     exit_code: int | None = None
     pid: int | None = None
     pid_start: str | None = None
+    interactive: bool = False  # an `up` cluster: held until `down`, scancel or the time limit
+    ends: float | None = None  # when Slurm ends the job (epoch), once the node side has asked
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     phases: dict[str, float] = field(default_factory=dict)
@@ -69,8 +71,18 @@ class AmbiguousRef(KindslurmError):
 
 def _read(path: Path) -> Record | None:
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return parse(path.read_text())
+    except OSError:
+        return None
+
+
+def parse(text: str) -> Record | None:
+    """A record from its JSON, None if it is damaged; fields this version does not know are ignored."""
+    try:
+        data: dict[str, Any] = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
         return None
     known = set(Record.__dataclass_fields__)
     try:
@@ -140,22 +152,41 @@ def all_records() -> list[Record]:
     return sorted(recs, key=lambda r: r.created)
 
 
-def candidates(ref: str) -> list[Record]:
+class Source(Protocol):
+    """Where records are read: this host's files (LocalSource), or the login
+    node's through the transport in remote mode. Only reading goes through it:
+    records are written where the run lives."""
+
+    def all(self) -> list[Record]: ...
+
+    def load(self, run_id: str) -> Record | None: ...
+
+
+class LocalSource:
+    def all(self) -> list[Record]:
+        return all_records()
+
+    def load(self, run_id: str) -> Record | None:
+        return load(run_id) if run_id and "/" not in run_id else None
+
+
+def candidates(ref: str, source: Source | None = None) -> list[Record]:
     """Runs a reference could mean, newest first: the exact matches of run id,
     cluster name or job id if there are any, else the runs whose id starts with it."""
-    if (rec := load(ref)) is not None:
+    source = source or LocalSource()
+    if (rec := source.load(ref)) is not None:
         return [rec]
-    recs = list(reversed(all_records()))
+    recs = list(reversed(source.all()))
     for exact in ([r for r in recs if r.cluster == ref], [r for r in recs if r.job_id == ref]):
         if exact:
             return exact
     return [r for r in recs if ref and r.run_id.startswith(ref)]
 
 
-def find(ref: str) -> Record | None:
+def find(ref: str, source: Source | None = None) -> Record | None:
     """A run by run id, Slurm job id or cluster name, or a run-id prefix that fits
     only one run; a reference that fits several raises AmbiguousRef."""
-    found = candidates(ref)
+    found = candidates(ref, source)
     if len(found) > 1:
         shown = ", ".join(f"{r.run_id} (job {r.job_id or '-'}, {r.phase})" for r in found[:8])
         more = f" and {len(found) - 8} more" if len(found) > 8 else ""

@@ -13,11 +13,11 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from kindslurm import naming, timefmt
 from kindslurm.config import Config, sbatch_args_problem
 from kindslurm.errors import SpecError
+from kindslurm.manifest_check import check_manifest, check_manifest_text, decode_utf8, parse_yaml, read_text
 
 MODES = ("sbatch", "srun", "local", "inline")
 
@@ -43,6 +43,7 @@ class JobSpec:
     kind_config: str | None = None
     timeout_seconds: float | None = None
     keep_on_failure: bool = False
+    hold: bool = False  # an interactive cluster (`up`): held once Ready until `down`, scancel or the time limit
     time_seconds: int = 3600
     warning_seconds: int = 60
     partition: str | None = None
@@ -54,6 +55,9 @@ class JobSpec:
     qos: str | None = None
     sbatch_args: list[str] = field(default_factory=list)
     tools: dict[str, str] = field(default_factory=dict)
+    registry_mirrors: dict[str, str] = field(default_factory=dict)
+    k8s_port: int | None = None  # None: the node leases a free one
+    k8s_port_address: str = "0.0.0.0"
 
     def tool(self, name: str) -> str:
         return self.tools.get(name) or name
@@ -92,129 +96,6 @@ def _readable_file(path: str, what: str, hint: str) -> Path:
     return p.resolve()
 
 
-def _decode(data: bytes, path: str | Path, what: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpecError(f"{what} {path} is not UTF-8 text: save it as UTF-8 YAML") from None
-
-
-def _read_text(path: Path, what: str) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SpecError(f"{what} {path} cannot be read ({e.strerror or e}): check the file") from None
-    return _decode(data, path, what)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _parse_yaml(text: str, path: Path, what: str, single: bool = False) -> list[Any]:
-    """The documents of a YAML stream (or its only document, as yaml.safe_load reads it), never a traceback."""
-    import yaml
-
-    try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        if single:
-            return [yaml.load(text, Loader=loader)]
-        return [d for d in yaml.load_all(text, Loader=loader) if d is not None]
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
-        raise SpecError(f"{what} {path}{where} is not valid YAML ({problem}): fix the file") from None
-    except RecursionError:
-        raise SpecError(f"{what} {path} is nested too deeply to be Kubernetes YAML: fix the file") from None
-
-
-def _non_json(value: Any) -> tuple[str, Any] | None:
-    """The first value the API client cannot send as JSON (!!binary, !!set), with where it is."""
-    seen: set[int] = set()
-    todo: list[tuple[str, Any]] = [("", value)]
-    while todo:
-        where, v = todo.pop()
-        if isinstance(v, (dict, list)):
-            if id(v) in seen:
-                continue
-            seen.add(id(v))
-            items = v.items() if isinstance(v, dict) else enumerate(v)
-            todo += [(f"{where}.{k}" if isinstance(v, dict) else f"{where}[{k}]", x) for k, x in items]
-        elif isinstance(v, (bytes, set)):
-            return where.lstrip("."), v
-    return None
-
-
-def _check_object(doc: Any, where: str, named: bool) -> str:
-    """One Kubernetes object's shape, as far as applying it needs; returns its kind."""
-    if not isinstance(doc, dict):
-        raise SpecError(f"{where} is {_show(doc)}, not a Kubernetes object: each document must be a mapping "
-                        f"with apiVersion, kind and metadata")
-    for key, example in (("apiVersion", "batch/v1"), ("kind", "Job")):
-        value = doc.get(key)
-        if value is None or value == "":
-            raise SpecError(f"{where} lacks apiVersion or kind: every object needs both")
-        if not isinstance(value, str) or not value.strip():
-            raise SpecError(f"{where}: {key} must be a string (got {_show(value)}): write e.g. {key}: {example}")
-    kind: str = doc["kind"]
-    meta = doc.get("metadata")
-    if meta is not None and not isinstance(meta, dict):
-        raise SpecError(f"{where} ({kind}): metadata must be a mapping (got {_show(meta)}): "
-                        f"write metadata: {{name: NAME}}")
-    meta = meta or {}
-    for key in ("name", "generateName", "namespace"):
-        if meta.get(key) is not None and not isinstance(meta[key], str):
-            raise SpecError(f"{where} ({kind}): metadata.{key} must be a string (got {_show(meta[key])}): quote it")
-    for key in ("labels", "annotations"):
-        value = meta.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            raise SpecError(f"{where} ({kind}): metadata.{key} must be a mapping (got {_show(value)}): "
-                            f"write {key}: {{KEY: VALUE}}")
-        bad = next((k for k, v in value.items() if v is not None and not isinstance(v, str)), None)
-        if bad is not None:
-            raise SpecError(f"{where} ({kind}): metadata.{key}.{bad} must be a string (got {_show(value[bad])}): quote it")
-    if named and not (meta.get("name") or meta.get("generateName")):
-        raise SpecError(f"{where} ({kind}) has no metadata.name: add one")
-    odd = _non_json(doc)
-    if odd:
-        raise SpecError(f"{where} ({kind}): {odd[0] or 'a value'} is a YAML {type(odd[1]).__name__} "
-                        f"({_show(odd[1])}), which Kubernetes cannot take: write it as a string or a list")
-    return kind
-
-
-def check_manifest_text(text: str, path: Path) -> int:
-    """Every document of one manifest, checked the way the node will read and apply it.
-
-    A List with `items` is flattened into its items on the node, so each item
-    is checked as an object of its own. Raises SpecError, never anything else.
-    """
-    docs = _parse_yaml(text, path, "manifest")
-    if not docs:
-        raise SpecError(f"manifest {path} holds no Kubernetes objects: add one or drop --manifest")
-    for i, doc in enumerate(docs, 1):
-        where = f"manifest {path} document {i}"
-        is_list = isinstance(doc, dict) and isinstance(doc.get("kind"), str) and doc["kind"].endswith("List") \
-            and "items" in doc
-        kind = _check_object(doc, where, named=not is_list)
-        if not is_list:
-            continue
-        items = doc["items"]
-        if items is not None and not isinstance(items, list):
-            raise SpecError(f"{where} ({kind}): items must be a list of objects (got {_show(items)}): fix it")
-        for j, item in enumerate(items or [], 1):
-            _check_object(item, f"{where} item {j}", named=True)
-    return len(docs)
-
-
-def check_manifest(path: Path) -> int:
-    """Parse and type-check every document now, so a typo fails here and not on the node."""
-    return check_manifest_text(_read_text(path, "manifest"), path)
-
-
 def _check_mount(mount: str) -> str:
     parts = mount.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
@@ -228,14 +109,14 @@ def _check_mount(mount: str) -> str:
 
 
 def _check_kind_config_text(text: str, path: str | Path) -> None:
-    doc = _parse_yaml(text, Path(path), "kind config", single=True)[0]
+    doc = parse_yaml(text, Path(path), "kind config", single=True)[0]
     if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
         raise SpecError(f"kind config {path} is not a kind Cluster config: it needs 'kind: Cluster'")
 
 
 def _check_kind_config(path: str) -> str:
     p = _readable_file(path, "kind config", "pass an existing file to --kind-config")
-    _check_kind_config_text(_read_text(p, "kind config"), path)
+    _check_kind_config_text(read_text(p, "kind config"), path)
     return str(p)
 
 
@@ -249,11 +130,15 @@ def build(
     name: str | None,
     run_id: str | None = None,
     job_dir: Path | None = None,
+    hold: bool = False,
 ) -> JobSpec:
     """Validate every input and freeze it into a spec; raises SpecError on the first problem."""
     if mode not in MODES:
         raise SpecError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
-    if not script and not manifests:
+    if hold and (script or manifests):
+        raise SpecError("an interactive cluster (`up`) runs no workload: drop the script and --manifest, "
+                        "then use kubectl with `kindslurm kubeconfig NAME`")
+    if not script and not manifests and not hold:
         raise SpecError("nothing to run: give a workload script, or --manifest FILE, or both")
     script_path = _readable_file(script, "workload script", "check the path") if script else None
     manifest_paths = [
@@ -277,6 +162,13 @@ def build(
         raise SpecError(f"bad --workers {cfg.workers}: use 0 to 16 worker nodes")
     if int(cfg.warning_seconds) < 10:
         raise SpecError(f"warning_seconds {cfg.warning_seconds} is too short for teardown: use at least 10")
+    if run_id is not None and not naming.RUN_ID.match(run_id):
+        raise SpecError(f"run id {run_id!r} is not one kindslurm makes (YYYYMMDD-HHMMSS-xxxxxx): leave it out")
+    from kindslurm import k8sport, mirrors
+
+    registry_mirrors = mirrors.check(dict(cfg.registry_mirrors))
+    k8s_port = k8sport.parse(cfg.k8s_port, "k8s_port") if cfg.k8s_port is not None else None
+    k8s_port_address = k8sport.check_address(cfg.k8s_port_address)
     user = naming.current_user()
     prefix = naming.validate_prefix(name) if name else naming.default_prefix(user)
     run_id = run_id or naming.new_run_id()
@@ -299,6 +191,7 @@ def build(
         kind_config=_check_kind_config(cfg.kind_config) if cfg.kind_config else None,
         timeout_seconds=timeout,
         keep_on_failure=bool(cfg.keep_on_failure),
+        hold=hold,
         time_seconds=time_seconds,
         warning_seconds=int(cfg.warning_seconds),
         partition=cfg.partition,
@@ -310,6 +203,9 @@ def build(
         qos=cfg.qos,
         sbatch_args=list(cfg.sbatch_args),
         tools=dict(cfg.tools),
+        registry_mirrors=registry_mirrors,
+        k8s_port=k8s_port,
+        k8s_port_address=k8s_port_address,
     )
 
 
@@ -358,13 +254,13 @@ def stage_inputs(spec: JobSpec) -> JobSpec:
             manifests = []
             for i, source in enumerate(spec.manifests, 1):
                 data = _read_input(source, "manifest")
-                check_manifest_text(_decode(data, source, "manifest"), Path(source))
+                check_manifest_text(decode_utf8(data, source, "manifest"), Path(source))
                 target = inputs / "manifests" / f"{i:02d}-{os.path.basename(source)}"
                 _write_private(target, data, 0o600)
                 manifests.append(str(target))
         if spec.kind_config:
             data = _read_input(spec.kind_config, "kind config")
-            _check_kind_config_text(_decode(data, spec.kind_config, "kind config"), spec.kind_config)
+            _check_kind_config_text(decode_utf8(data, spec.kind_config, "kind config"), spec.kind_config)
             (inputs / "kind-config").mkdir(mode=0o700)
             target = inputs / "kind-config" / os.path.basename(spec.kind_config)
             _write_private(target, data, 0o600)

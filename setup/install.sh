@@ -25,7 +25,7 @@ log() { printf '[install %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 log "Debian packages"
 pkgs=(podman runc slirp4netns uidmap fuse-overlayfs slurm-wlm munge debootstrap libseccomp-dev
       busybox-static jq pigz iptables python3-venv gcc make git ca-certificates)
-[ "$TESTS" = 1 ] && pkgs+=(openssh-server hyperfine)
+[ "$TESTS" = 1 ] && pkgs+=(openssh-server hyperfine docker-registry)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

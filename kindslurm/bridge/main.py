@@ -84,6 +84,9 @@ def run(opts: Options) -> int:
                         level=logging.DEBUG if opts.verbose else logging.INFO)
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retries are summed up in our own one line
     cfg = config.load()
+    if api.is_remote():
+        raise SpecError("kindslurm bridge runs where Slurm's commands and the job directories are (a login node): "
+                        "start it there, without --host or remote.host")
     bcfg = bridge_config.load(cfg.bridge)
     if not opts.partitions:
         raise SpecError("no partition to serve: give --partition NAME (repeatable)")

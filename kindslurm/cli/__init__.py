@@ -27,6 +27,8 @@ Examples:
   kindslurm ls; kindslurm logs 1234 -f; kindslurm cancel 1234
   kindslurm doctor                                      # can this node host clusters?
   kindslurm gc --dry-run                                # what a killed job left behind
+  kindslurm up --name dev --time 2:00:00; kindslurm kubeconfig dev; kindslurm down dev
+  kindslurm --host me@login.example.org run workload.sh --wait   # from a laptop
 """
 
 
@@ -53,18 +55,28 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "KINDSLURM"})
 @click.version_option(__version__, "-V", "--version", prog_name="kindslurm")
-def main() -> None:
+@click.option("--host", metavar="[USER@]HOST[:PORT]", help="Work against this login node over SSH (remote mode; config remote.host).")
+@click.option("--ssh-key", metavar="FILE", help="Private key for --host (config remote.key; the agent and ~/.ssh/config are tried too).")
+@click.option("--accept-new-host-key", is_flag=True, help="Trust and save the host key of a login node seen for the first time.")
+@click.option("--no-remote", is_flag=True, hidden=True, help="Ignore remote.host: how a laptop calls the login node's kindslurm.")
+def main(host: str | None, ssh_key: str | None, accept_new_host_key: bool, no_remote: bool) -> None:
     """Throwaway Kubernetes (kind) clusters inside Slurm jobs.
 
     `run` wraps a workload script in a Slurm job that boots its own kind
     cluster, applies your manifests, runs the script with KUBECONFIG pointing
     at that cluster, saves every pod's logs and tears it all down.
+    With --host (or remote.host in the config) every command works against a
+    login node over SSH.
     """
+    if host is not None or ssh_key or accept_new_host_key or no_remote:
+        from kindslurm import api
+
+        api.use_host(host, key=ssh_key, accept_new=accept_new_host_key, here=no_remote)
 
 
 # The commands register themselves on `main`; their modules import only click
 # at the top, so `kindslurm --help` stays fast.
-from kindslurm.cli import admin, bridge, inspect, run  # noqa: E402,F401
+from kindslurm.cli import admin, bridge, inspect, interactive, run  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()

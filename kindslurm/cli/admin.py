@@ -13,6 +13,16 @@ if TYPE_CHECKING:
     from kindslurm.node.gc import Action
 
 
+def _on_login_node(*args: str) -> None:
+    """In remote mode these are about the login node: its own kindslurm runs them."""
+    from kindslurm import api
+
+    if api.is_remote():
+        from kindslurm.remote.interactive import passthrough
+
+        sys.exit(passthrough(*args))
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
@@ -20,6 +30,8 @@ def doctor(as_json: bool) -> None:
     """Check whether this node can host kindslurm clusters, with a fix for each problem."""
     import json
     from dataclasses import asdict
+
+    _on_login_node("doctor", *(["--json"] if as_json else []))
 
     from kindslurm import config, exitcodes
     from kindslurm.cluster.kind_podman import KindPodman
@@ -61,6 +73,8 @@ def gc(dry_run: bool, older_than: str | None, job: str | None, include_finished:
     being created, or anything with a job while Slurm cannot be asked.
     Exits 1 if something could not be removed.
     """
+    _on_login_node("gc", *(["--dry-run"] if dry_run else []), *(["--older-than", older_than] if older_than else []),
+                   *(["--job", job] if job else []), *(["--all"] if include_finished else []), *(["-q"] if quiet else []))
     from kindslurm import api, config
     from kindslurm.cluster.kind_podman import KindPodman
     from kindslurm.errors import SpecError

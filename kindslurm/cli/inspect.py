@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from kindslurm.cli import handle_errors, main
+
+if TYPE_CHECKING:
+    from kindslurm.records import Record
 
 
 def _age(ts: float) -> str:
     from kindslurm.timefmt import human_seconds
 
     return human_seconds(max(0.0, time.time() - ts))
+
+
+def _phase(r: Record) -> str:
+    """A held interactive cluster shows its time left: `held, 1h52m left`."""
+    if r.phase == "held" and r.ends:
+        from kindslurm.timefmt import human_seconds
+
+        return f"held, {human_seconds(max(0.0, r.ends - time.time()))} left"
+    return str(r.phase)
 
 
 @main.command()
@@ -49,7 +62,7 @@ def ls(as_json: bool, show_all: bool) -> None:
             r.cluster or "-",
             r.node or "-",
             js.slurm_state if js else "-",
-            r.phase,
+            _phase(r),
             "" if r.exit_code is None else str(r.exit_code),
             _age(r.created),
         )
@@ -86,7 +99,10 @@ def status(job: str, as_json: bool) -> None:
         click.echo("phases:")
         for p in summary.get("phases", []):
             click.echo(f"  {p['name']:<13} {p['seconds']:>8.1f}s")
-    if rec.live and rec.kubeconfig:
+    if rec.live and rec.interactive and rec.phase == "held":
+        click.echo(f"held:      {_phase(rec)}; `kindslurm kubeconfig {rec.prefix}` for kubectl, "
+                   f"`kindslurm down {rec.prefix}` to end it")
+    elif rec.live and rec.kubeconfig:
         click.echo(f"kubeconfig: {rec.kubeconfig} (on {rec.node})")
     sys.exit(0)
 
@@ -106,16 +122,20 @@ def logs(job: str, follow: bool, job_output: bool, pod: str | None) -> None:
         for m in chosen:
             if len(chosen) > 1:
                 click.echo(f"==> {m.parent.parent.name}/{m.parent.name}/{m.name} <==")
-            click.echo(m.read_text(), nl=False)
+            click.echo(api.get_transport().read_text(str(m)), nl=False)
         return
     if follow:
         api.follow_log(job, sys.stdout, job_output=job_output)
+        if api.is_remote():
+            from kindslurm.remote.run import copy_back
+
+            copy_back(job)
         return
     path = api.log_path(job, job_output=job_output)
-    if not path.exists():
+    try:
+        sys.stdout.write(api.get_transport().read_text(str(path)))
+    except OSError:
         click.echo(f"(no output yet: {path})", err=True)
-        return
-    sys.stdout.write(path.read_text())
 
 
 @main.command()

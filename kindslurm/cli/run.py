@@ -29,6 +29,7 @@ from kindslurm.cli import EPILOG, handle_errors, main
 @click.option("--mount", "extra_mounts", multiple=True, help="Extra mount HOST:CONTAINER[:ro] on every node (repeatable).")
 @click.option("--kind-config", type=str, help="kind Cluster config merged over kindslurm's.")
 @click.option("--load-image", "load_images", multiple=True, help="Image archive to load into the cluster (repeatable).")
+@click.option("--k8s-port", help="K8S_PORT: host port (30000-32767) mapped to the control-plane node; default a free one.")
 @click.option("--timeout", help="Workload timeout, e.g. 30m (script plus the manifests' Jobs).")
 @click.option("--keep-on-failure", is_flag=True, default=None, help="On failure keep the cluster until the job ends, for debugging.")
 @click.option("--template", help="jinja2 batch template instead of the default.")
@@ -38,10 +39,11 @@ from kindslurm.cli import EPILOG, handle_errors, main
 @click.option("--dry-run", is_flag=True, help="Print the batch script (or srun command) and submit nothing.")
 @click.option("--wait", "wait", is_flag=True, help="After sbatch, follow the job and exit with its exit code.")
 @click.option("--parsable", is_flag=True, help="Print only the job id.")
+@click.option("--run-id", hidden=True, help="The run id a laptop chose (remote mode).")
 @handle_errors
 def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, ...], name: str | None,
         use_srun: bool, use_local: bool, force_submit: bool, dry_run: bool, wait: bool, parsable: bool,
-        template: str | None, **options: Any) -> None:
+        template: str | None, run_id: str | None, **options: Any) -> None:
     """Run SCRIPT [-- ARGS...] in a fresh kind cluster inside a Slurm job.
 
     On a login node the run is submitted with sbatch; inside an allocation
@@ -50,8 +52,14 @@ def run(script: str | None, script_args: tuple[str, ...], manifests: tuple[str, 
     """
     from kindslurm import api
 
+    if api.is_remote():
+        from kindslurm.remote import run as remote
+
+        sys.exit(remote.run(script, script_args, manifests, name,
+                            dict(options, template=template, use_srun=use_srun, use_local=use_local,
+                                 force_submit=force_submit), wait=wait, parsable=parsable, dry_run=dry_run))
     p = api.plan(script, script_args, manifests=manifests, name=name, srun=use_srun, local=use_local,
-                 submit=force_submit or dry_run, template=template, **options)
+                 submit=force_submit or dry_run, template=template, run_id=run_id, **options)
     if dry_run:
         click.echo(api.dry_run(p), nl=False)
         return

@@ -287,3 +287,24 @@ class KindPodman:
         for c in json.loads(res.stdout or "[]") if res.ok else []:
             applied[c.get("Name", "?")] = cgroups.limits(int((c.get("State") or {}).get("Pid") or 0))
         return applied
+
+    # -- workload images from podman's store (cluster/podman_images.py) -----
+    def held_images(self) -> set[str]:
+        from kindslurm.cluster import podman_images
+
+        return podman_images.held(self.podman)
+
+    def node_images(self, name: str) -> set[str]:
+        from kindslurm.cluster import podman_images
+
+        return podman_images.in_nodes(self.podman, name)
+
+    def save_images(self, refs: list[str], archive: str) -> None:
+        from kindslurm.cluster import podman_images
+
+        podman_images.save(self.podman, refs, archive)
+
+    def alias_images(self, name: str, pairs: list[tuple[str, str]]) -> None:
+        from kindslurm.cluster import podman_images
+
+        podman_images.tag_in_nodes(self.podman, name, pairs)

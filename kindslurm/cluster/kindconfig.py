@@ -3,7 +3,8 @@
 The API server binds to 127.0.0.1 on a port podman picks atomically
 (apiServerPort -1), so parallel clusters never race for a port. The submit
 directory is mounted at /app on every node; a user's own kind config is merged
-over these defaults.
+over these defaults. K8S_PORT and the registry mirrors are added after the merge,
+so a user's config keeps its own port mappings and containerd patches.
 """
 
 from __future__ import annotations
@@ -46,8 +47,15 @@ def node_mounts(spec: JobSpec, devices: list[str]) -> list[dict[str, Any]]:
     return mounts
 
 
-def build(spec: JobSpec, user_config: dict[str, Any] | None = None, devices: list[str] | None = None) -> dict[str, Any]:
+def build(spec: JobSpec, user_config: dict[str, Any] | None = None, devices: list[str] | None = None, *,
+          k8s_port: int | None = None, certs_d: str | None = None) -> dict[str, Any]:
+    """`k8s_port` is mapped 1:1 on the control-plane node (KSI's K8S_PORT);
+    `certs_d`, the registry mirrors' hosts.toml tree, is mounted in every node."""
     mounts = node_mounts(spec, devices or [])
+    if certs_d:
+        from kindslurm import mirrors
+
+        mounts.append(_mount(certs_d, mirrors.CERTS_D, readonly=True))
     config: dict[str, Any] = {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
@@ -65,14 +73,28 @@ def build(spec: JobSpec, user_config: dict[str, Any] | None = None, devices: lis
         node["extraMounts"] = list(node.get("extraMounts") or []) + [
             m for m in mounts if m["containerPath"] not in existing
         ]
+    if k8s_port is not None:
+        _map_port(config, k8s_port, spec.k8s_port_address)
+    if certs_d:
+        from kindslurm import mirrors
+
+        config["containerdConfigPatches"] = [*(config.get("containerdConfigPatches") or []), mirrors.CONTAINERD_PATCH]
     return config
 
 
-def render(spec: JobSpec, devices: list[str] | None = None) -> str:
+def _map_port(config: dict[str, Any], port: int, address: str) -> None:
+    """On the first control-plane node (KSI maps it there), after the user's own mappings."""
+    node = next((n for n in config["nodes"] if n.get("role", "control-plane") == "control-plane"), config["nodes"][0])
+    mapping = {"containerPort": port, "hostPort": port, "listenAddress": address, "protocol": "TCP"}
+    node["extraPortMappings"] = [*(node.get("extraPortMappings") or []), mapping]
+
+
+def render(spec: JobSpec, devices: list[str] | None = None, *, k8s_port: int | None = None,
+           certs_d: str | None = None) -> str:
     import yaml
 
     user = None
     if spec.kind_config:
         with open(spec.kind_config) as f:
             user = yaml.safe_load(f)
-    return yaml.safe_dump(build(spec, user, devices), sort_keys=False)
+    return yaml.safe_dump(build(spec, user, devices, k8s_port=k8s_port, certs_d=certs_d), sort_keys=False)

@@ -88,3 +88,14 @@ class Provider(Protocol):
         """A container's log read from the node itself, once the API cannot serve it."""
 
     def remove_unused_network(self, timeout: float = ...) -> bool: ...
+
+    def held_images(self) -> set[str]:
+        """The image names the engine's own store holds (a user's builds)."""
+
+    def node_images(self, name: str) -> set[str]:
+        """The image names every node of the cluster holds."""
+
+    def save_images(self, refs: list[str], archive: str) -> None: ...
+
+    def alias_images(self, name: str, pairs: list[tuple[str, str]]) -> None:
+        """Tag (source, name) in every node, so pods naming `name` find `source`."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from kindslurm import exitcodes
 from kindslurm.errors import ClusterExistsError, CommandError, PreflightError
-from kindslurm.node import allocation, capacity, preflight
+from kindslurm.node import allocation, capacity, hold, ksi_steps, preflight
 from kindslurm.node.steps import Decided, Step
 from kindslurm.node.teardown import kill_wait
 from kindslurm.phases import Phase
@@ -81,7 +81,11 @@ class KindConfig(Step["Lifecycle"]):
 
         spec = lc.spec
         lc.say(f"creating cluster {lc.cluster} ({1 + spec.workers} node{'s' if spec.workers else ''})")
-        lc.kind_config = kindconfig.render(spec, kindconfig.gpu_devices(allocation.gpus()))
+        port = lc.ksi.lease.port if lc.ksi.lease is not None else None
+        lc.kind_config = kindconfig.render(spec, kindconfig.gpu_devices(allocation.gpus()), k8s_port=port,
+                                           certs_d=lc.ksi.certs_d)
+        if spec.hold:  # reached from elsewhere by the node's name or a tunnel: TLS must still verify
+            lc.kind_config = hold.api_server_sans(lc.kind_config, hold.node_names())
         lc.paths.kind_config.write_text(lc.kind_config)
 
 
@@ -210,7 +214,7 @@ class ApplyManifests(Step["Lifecycle"]):
     def do(self, lc: Lifecycle) -> None:
         assert lc.kube is not None
         lc.say(f"applying {len(lc.spec.manifests)} manifest file(s)")
-        lc.applied = lc.kube.apply(lc.spec.manifests)
+        lc.applied = lc.kube.apply(lc.spec.manifests, patch=ksi_steps.prefer_local_patch(lc))
         for a in lc.applied:
             lc.say(f"applied {a.ref}")
 
@@ -232,12 +236,10 @@ class RunWorkload(Step["Lifecycle"]):
         t = time.monotonic()
         env = {
             **os.environ,
-            "K8S_CLUSTER_NAME": lc.cluster,
-            "KIND_CLUSTER_NAME": lc.cluster,
             "KIND_EXPERIMENTAL_PROVIDER": "podman",
-            "KUBECONFIG": str(lc.kubeconfig),
             "KINDSLURM_JOB_DIR": spec.job_dir,
             "KINDSLURM_RUN_ID": spec.run_id,
+            **lc.ksi.env,  # KSI's contract (contract.py): K8S_CLUSTER_NAME is the context, KUBECONFIG, K8S_PORT...
         }
         lc.workload = Workload(script_to_run(spec.script or "", spec.script_origin, lc.say), spec.script_args,
                                cwd=spec.submit_dir, env=env, log=lc.paths.workload_log, out=lc.out)
@@ -295,5 +297,7 @@ class WaitManifests(Step["Lifecycle"]):
 
 
 def steps() -> list[Step[Lifecycle]]:
-    return [Preflight(), NodeImage(), KindConfig(), ClaimName(), ReserveCapacity(), CreateCluster(), LimitResources(),
-            LoadImages(), ConnectAPI(), ApplyManifests(), RunWorkload(), ManifestOutcome(), WaitManifests()]
+    k = ksi_steps
+    return [Preflight(), NodeImage(), k.LeasePort(), k.WriteMirrors(), KindConfig(), ClaimName(), ReserveCapacity(),
+            CreateCluster(), LimitResources(), LoadImages(), k.LoadFromPodman(), ConnectAPI(), k.WatchPulls(),
+            k.PrepareContract(), ApplyManifests(), RunWorkload(), ManifestOutcome(), WaitManifests(), hold.HoldCluster()]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from kindslurm import paths, proc, records
+from kindslurm.node import gc_interactive
 from kindslurm.node.capacity import marker_alive, read_markers
 from kindslurm.errors import KindslurmError
 from kindslurm.locks import local_lock
@@ -228,6 +229,7 @@ class Collector:
             plan.append((Action("record", rec.run_id, why), functools.partial(self._after, rec.cluster, functools.partial(self._remove_record, rec))))
 
         plan += self._stale_files(owners, markers, keep, doomed_kubeconfigs)
+        plan += gc_interactive.plan(self, recs)
         return plan
 
     def _stale_files(self, owners: dict[str, Owner], markers: dict[str, dict[str, Any]], keep: set[str],

@@ -28,6 +28,7 @@ from kindslurm.cluster.kind_podman import KindPodman
 from kindslurm.cluster.provider import Provider
 from kindslurm.errors import KindslurmError
 from kindslurm.node import actions, allocation
+from kindslurm.node.contract import KsiState
 from kindslurm.node.steps import Runner
 from kindslurm.node.teardown import HARVEST_RESERVE, Teardown
 from kindslurm.paths import JobPaths
@@ -88,6 +89,7 @@ class Lifecycle:
         self.teardown = Teardown()
         self.kill_wait = 30.0
         self.warnings: list[str] = []
+        self.ksi = KsiState()  # K8S_PORT's lease, the workload's contract env, images loaded from podman
         self.runner = Runner(actions.steps(), self, warn=self._warn, on_phase=self._record_phase)
 
     # -- what the steps share ---------------------------------------------

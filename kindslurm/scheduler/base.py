@@ -77,6 +77,10 @@ class Scheduler(Protocol):
         """The foreground command that runs `command` as a job of its own."""
         ...
 
+    def overlap_argv(self, job_id: str, command: Sequence[str]) -> list[str]:
+        """The foreground command that runs `command` inside the running job `job_id`."""
+        ...
+
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """Each id the scheduler knows; an id left out is gone. Raises
         StatesUnknown when it cannot tell what is gone."""

@@ -205,6 +205,14 @@ class Slurm:
                             f"e.g. --constraint=gpu")
         return [self._t("srun"), *(f"--{name}={value}" for name, value in options), *extra, "--", *command]
 
+    def overlap_argv(self, job_id: str, command: Sequence[str]) -> list[str]:
+        """`command` as one more task inside a running one-node job, beside what
+        runs there (a tunnel's relay to an interactive cluster's API server).
+        --unbuffered: slurmstepd otherwise holds output back until a newline,
+        which a binary stream (TLS) may never send."""
+        return [self._t("srun"), f"--jobid={job_id}", "--overlap", "--nodes=1", "--ntasks=1", "--quiet",
+                "--unbuffered", "--", *command]
+
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """The state of each id Slurm knows; an id left out is gone. Raises
         StatesUnknown when squeue fails: then nobody can tell what is gone."""

@@ -79,9 +79,12 @@ def wait_for_job(
     interval: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
     transport: Transport | None = None,
+    source: records.Source | None = None,
 ) -> int:
-    """Block until the Slurm job ends, streaming `stream` and showing each status change."""
-    rec = records.load(run_id)
+    """Block until the Slurm job ends, streaming `stream` and showing each status change.
+    `source` is where the run's record is read (the login node's in remote mode)."""
+    load = (source or records.LocalSource()).load
+    rec = load(run_id)
     live, emit = _spinner(out, err)
     follower = Follower(stream, out, emit, transport) if stream else None
     started = time.monotonic()
@@ -89,7 +92,7 @@ def wait_for_job(
     try:
         while True:
             js = slurm.state(job_id)
-            rec = records.load(run_id) or rec
+            rec = load(run_id) or rec
             if follower:
                 follower.poll()
             text = _describe(js, rec)

@@ -1,5 +1,5 @@
 """How the submit side reaches the host where Slurm's commands and the job
-directories live: this host today (LocalTransport), a login node over SSH later.
+directories live: this host (LocalTransport) or a login node over SSH (SSHTransport).
 
 Everything the scheduler and the API do to that host goes through one object,
 so moving them elsewhere means writing one new class, not touching callers.
@@ -20,10 +20,12 @@ ReadFrom = Callable[[str, int], "bytes | None"]
 @runtime_checkable
 class Transport(Protocol):
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = proc.DEFAULT_TIMEOUT,
-            input: str | None = None) -> proc.Result:
+            input: str | None = None, retry: bool | None = None) -> proc.Result:
         """Run to completion. Failures map as proc.run maps them: a missing
         program is a KindslurmError, a hung one CommandTimeout, a non-zero
-        exit CommandError when `check` is true."""
+        exit CommandError when `check` is true. `retry` says whether the
+        command may be sent again if the connection drops under it (None: the
+        transport decides by the program; it matters only where connections drop)."""
         ...
 
     def read_text(self, path: str) -> str:
@@ -53,7 +55,27 @@ class Transport(Protocol):
 
     def forward_port(self, host: str, port: int) -> tuple[str, int]:
         """Where this host can reach `host:port` of the remote side (an SSH
-        tunnel's local end later; the same address locally)."""
+        tunnel's local end; the same address locally)."""
+        ...
+
+    def put_file(self, local: str, path: str, mode: int = 0o600) -> None:
+        """Copy a file of this host there, atomically, its mode set before any byte is written."""
+        ...
+
+    def get_file(self, path: str, local: str) -> None:
+        """Copy a file from there to this host (replacing `local` atomically, same mode and mtime)."""
+        ...
+
+    def make_dirs(self, path: str, mode: int = 0o700) -> None:
+        """`mkdir -p`; directories made here get `mode`."""
+        ...
+
+    def walk(self, path: str) -> list[tuple[str, int, float]]:
+        """Every regular file below `path`: (path relative to it, size, mtime); [] when missing.
+        Symlinks are not followed (a job directory holds none of its own)."""
+        ...
+
+    def close(self) -> None:
         ...
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -12,7 +14,7 @@ from kindslurm.transport.base import poll_lines
 
 class LocalTransport:
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = proc.DEFAULT_TIMEOUT,
-            input: str | None = None) -> proc.Result:
+            input: str | None = None, retry: bool | None = None) -> proc.Result:
         # looked up on the module at each call, so tests can stand in for proc.run
         return proc.run(argv, check=check, timeout=timeout, input=input)
 
@@ -44,3 +46,39 @@ class LocalTransport:
 
     def forward_port(self, host: str, port: int) -> tuple[str, int]:
         return host, port
+
+    def put_file(self, local: str, path: str, mode: int = 0o600) -> None:
+        _copy(local, path, mode)
+
+    def get_file(self, path: str, local: str) -> None:
+        _copy(path, local, os.stat(path).st_mode & 0o777)
+        shutil.copystat(path, local)
+
+    def make_dirs(self, path: str, mode: int = 0o700) -> None:
+        os.makedirs(path, mode=mode, exist_ok=True)
+
+    def walk(self, path: str) -> list[tuple[str, int, float]]:
+        found = []
+        for root, dirs, files in os.walk(path):
+            for name in files:
+                full = os.path.join(root, name)
+                st = os.lstat(full)
+                if os.path.isfile(full) and not os.path.islink(full):
+                    found.append((os.path.relpath(full, path), st.st_size, st.st_mtime))
+        return sorted(found)
+
+    def close(self) -> None:
+        pass
+
+
+def _copy(src: str, dst: str, mode: int) -> None:
+    """A new file beside `dst` with `mode` from the start, then renamed over it."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst) or ".", prefix=f".{os.path.basename(dst)}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+            shutil.copyfileobj(f, out)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -2,10 +2,11 @@
 # Small local images for tests and example workloads, built with no registry:
 #   localhost/kindslurm/busybox:1  Debian's busybox-static, one layer (podman import)
 #   localhost/kindslurm/python:3   debootstrap minbase bookworm + python3 + numpy + sysbench, trimmed
-# Each is also saved as $KINDSLURM_CACHE/images/{busybox,python}.tar (docker-archive,
+#   localhost/kindslurm/parsl:1    python:3 + Parsl (the version in kindslurm's venv), for Parsl's worker pods
+# Each is also saved as $KINDSLURM_CACHE/images/{busybox,python,parsl}.tar (docker-archive,
 # ready for `kind load image-archive`).  Idempotent and cached: an image whose
 # io.kindslurm.image.key label matches the inputs is not rebuilt.
-#   bash setup/images/build-test-images.sh [busybox|python|all]
+#   bash setup/images/build-test-images.sh [busybox|python|parsl|all]
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -110,14 +111,42 @@ build_python() {
   rm -rf "$r"
 }
 
+# --- parsl ------------------------------------------------------------------
+# Parsl's workers must run the same Parsl (and Python minor) as the program
+# that starts them: the wheels come from PyPI through the venv's pip, built
+# on top of the python image without a registry (`podman build --pull=never`).
+VENV_PY="${KINDSLURM_VENV:-/opt/kindslurm}/bin/python"
+parsl_version() { "$VENV_PY" -c 'import parsl; print(parsl.__version__)' 2>/dev/null || true; }
+build_parsl() {
+  local ref="$1" key="$2" ctx="$WORK/parsl-ctx" v
+  v="$(parsl_version)"
+  rm -rf "$ctx"; mkdir -p "$ctx/site" "$ctx/bin"
+  "$VENV_PY" -m pip install -q --disable-pip-version-check --no-compile --target "$ctx/site" "parsl==$v" >&2
+  if [[ -d "$ctx/site/bin" ]]; then mv "$ctx/site/bin/"* "$ctx/bin/"; rmdir "$ctx/site/bin"; fi
+  sed -i '1s|^#!.*python.*$|#!/usr/bin/python3|' "$ctx/bin/"*
+  printf 'FROM localhost/kindslurm/python:3\nCOPY site /usr/local/lib/python3.11/dist-packages\nCOPY bin /usr/local/bin\nLABEL io.kindslurm.image.key=%s\nLABEL io.kindslurm.image.source="python:3 + parsl %s"\n' \
+    "$key" "$v" > "$ctx/Containerfile"
+  podman build -q --pull=never -t "$ref" "$ctx" >/dev/null
+  podman run --rm "$ref" python3 -c 'import parsl; print("parsl", parsl.__version__)' >&2
+  rm -rf "$ctx"
+}
+
 bb_key="bb-$(script_hash)-$(dpkg-query -W -f='${Version}' busybox-static | sha256sum | cut -c1-8)"
 py_key="py-$(script_hash)-$(printf '%s %s %s' "$SUITE" "$PY_PKGS" "$(mirror)" | sha256sum | cut -c1-8)"
+
+parsl_key="parsl-$(script_hash)-${py_key}-$(parsl_version)"
 
 case "$WHICH" in
   busybox) ensure_image localhost/kindslurm/busybox:1 "$IMAGE_DIR/busybox.tar" "$bb_key" build_busybox ;;
   python)  ensure_image localhost/kindslurm/python:3 "$IMAGE_DIR/python.tar" "$py_key" build_python ;;
+  parsl)   ensure_image localhost/kindslurm/parsl:1 "$IMAGE_DIR/parsl.tar" "$parsl_key" build_parsl ;;
   all)
     ensure_image localhost/kindslurm/busybox:1 "$IMAGE_DIR/busybox.tar" "$bb_key" build_busybox
-    ensure_image localhost/kindslurm/python:3 "$IMAGE_DIR/python.tar" "$py_key" build_python ;;
-  *) die "usage: $0 [busybox|python|all]" ;;
+    ensure_image localhost/kindslurm/python:3 "$IMAGE_DIR/python.tar" "$py_key" build_python
+    if [[ -n "$(parsl_version)" ]]; then
+      ensure_image localhost/kindslurm/parsl:1 "$IMAGE_DIR/parsl.tar" "$parsl_key" build_parsl
+    else
+      log "no parsl in $VENV_PY: skipping localhost/kindslurm/parsl:1 (pip install parsl there first)"
+    fi ;;
+  *) die "usage: $0 [busybox|python|parsl|all]" ;;
 esac

@@ -114,6 +114,15 @@ def test_eight_parallel_jobs_are_isolated(env: Env, tmp_path: Path):
         "echo \"SERVER=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')\"\n"
         "echo \"NODES=$(kubectl get nodes -o jsonpath='{.items[*].metadata.name}')\"\n"
         "echo \"CONTEXTS=$(kubectl config get-contexts -o name | tr '\\n' ' ')\"\n"
+        # KSI's contract: the context flag, the API URL, the token, K8S_PORT
+        "echo \"BY_CONTEXT=$(kubectl --context \"$K8S_CLUSTER_NAME\" get nodes -o name)\"\n"
+        "echo \"KIND_CLUSTER=$KIND_CLUSTER_NAME\"\necho \"API=$K8S_CLUSTER_API\"\necho \"PORT=$K8S_PORT\"\n"
+        "echo \"TOKEN_HTTP=$(curl -sS --insecure -o /dev/null -w '%{http_code}' "
+        "-H \"Authorization: Bearer $K8S_CLUSTER_API_TOKEN\" \"$K8S_CLUSTER_API/api/v1/namespaces/kube-system/pods\")\"\n"
+        "python3 -c 'import base64, json, os, time\n"
+        "p = os.environ[\"K8S_CLUSTER_API_TOKEN\"].split(\".\")[1]\n"
+        "c = json.loads(base64.urlsafe_b64decode(p + \"=\" * (-len(p) % 4)))\n"
+        "print(\"TOKEN_SUB=\" + c[\"sub\"]); print(\"TOKEN_LEFT=%d\" % (c[\"exp\"] - time.time()))'\n"
     )
     names = [None] * 5 + ["exp", "exp", "x" * 32]
     jobs = []
@@ -130,12 +139,18 @@ def test_eight_parallel_jobs_are_isolated(env: Env, tmp_path: Path):
         rec = env.record(j)
         assert rec["phase"] == "completed" and rec["exit_code"] == 0, rec
         info = dict(line.split("=", 1) for line in (Path(rec["job_dir"]) / "workload.log").read_text().splitlines() if "=" in line)
-        assert info["CLUSTER"] == rec["cluster"] == f"{name or rec['prefix']}-{j}"
+        assert rec["cluster"] == f"{name or rec['prefix']}-{j}"
         assert info["KUBECONFIG"] == rec["kubeconfig"]
         assert info["NODES"] == f"{rec['cluster']}-control-plane"
         assert info["CONTEXTS"].split() == [f"kind-{rec['cluster']}"]
+        assert info["CLUSTER"] == f"kind-{rec['cluster']}" and info["KIND_CLUSTER"] == rec["cluster"]
+        assert info["BY_CONTEXT"] == f"node/{rec['cluster']}-control-plane"
+        assert info["API"] == info["SERVER"]
+        assert info["TOKEN_HTTP"] == "200" and info["TOKEN_SUB"] == "system:serviceaccount:kube-system:admin-user"
+        assert 0 < int(info["TOKEN_LEFT"]) <= 15 * 60 + 300, "the token outlives the job's time limit + 5 min"
+        assert 30000 <= int(info["PORT"]) <= 32767
         seen[j] = info
-    for key in ("KUBECONFIG", "CLUSTER", "SERVER"):
+    for key in ("KUBECONFIG", "CLUSTER", "SERVER", "PORT"):
         values = [info[key] for info in seen.values()]
         assert len(set(values)) == len(values), f"{key} clash: {values}"
     for j in jobs:

@@ -20,6 +20,8 @@ class FakeProvider:
         self.fail_create = fail_create
         self.leftovers = list(leftovers)
         self.images: set[str] = set()
+        self.podman_store: set[str] = set()  # what podman "holds" (held_images)
+        self.in_nodes: dict[str, set[str]] = {}  # cluster -> image names its nodes hold
 
     def add(self, name: str, nodes: int = 1, created: float | None = None) -> None:
         when = time.time() if created is None else created
@@ -82,6 +84,22 @@ class FakeProvider:
 
     def remove_unused_network(self, timeout: float = 30.0) -> bool:
         return False
+
+    def held_images(self) -> set[str]:
+        self.calls.append("held_images")
+        return set(self.podman_store)
+
+    def node_images(self, name: str) -> set[str]:
+        self.calls.append(f"node_images {name}")
+        return set(self.in_nodes.get(name, set()))
+
+    def save_images(self, refs: list[str], archive: str) -> None:
+        self.calls.append(f"save {' '.join(refs)}")
+        Path(archive).write_text("fake archive")
+
+    def alias_images(self, name: str, pairs: list[tuple[str, str]]) -> None:
+        self.calls.append(f"alias {name} " + " ".join(f"{a}={b}" for a, b in pairs))
+        self.in_nodes.setdefault(name, set()).update(b for _, b in pairs)
 
 
 @dataclass

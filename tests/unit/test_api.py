@@ -36,6 +36,9 @@ class FakeScheduler:
     def srun_argv(self, resources: Resources, command: Sequence[str]) -> list[str]:
         return ["/nonexistent/srun", f"--job-name={resources.job_name}", "--", *command]
 
+    def overlap_argv(self, job_id: str, command: Sequence[str]) -> list[str]:
+        return ["/nonexistent/srun", f"--jobid={job_id}", "--overlap", "--", *command]
+
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         return {j: JobState(j, self.end, "", 0) for j in job_ids}
 

@@ -37,3 +37,27 @@ def test_user_config_overrides_but_keeps_app_mount():
 def test_gpu_devices_only_existing(tmp_path, monkeypatch):
     assert kindconfig.gpu_devices(None) == []
     assert kindconfig.gpu_devices("0,1") == []  # no /dev/nvidia* on this machine
+
+
+def test_k8s_port_is_mapped_one_to_one_on_the_control_plane_after_the_users_mappings():
+    user = {"kind": "Cluster", "nodes": [{"role": "control-plane",
+                                          "extraPortMappings": [{"containerPort": 80, "hostPort": 8080}]},
+                                         {"role": "worker"}]}
+    cfg = kindconfig.build(spec(k8s_port_address="127.0.0.1"), user, k8s_port=31234)
+    assert cfg["nodes"][0]["extraPortMappings"] == [
+        {"containerPort": 80, "hostPort": 8080},
+        {"containerPort": 31234, "hostPort": 31234, "listenAddress": "127.0.0.1", "protocol": "TCP"}]
+    assert "extraPortMappings" not in cfg["nodes"][1]
+    assert "extraPortMappings" not in kindconfig.build(spec())["nodes"][0]  # no port, no mapping
+
+
+def test_registry_mirrors_are_mounted_read_only_in_every_node_and_patch_containerd_keeping_the_users_patches():
+    user = {"kind": "Cluster", "containerdConfigPatches": ["[plugins.x]\n  y = 1\n"]}
+    cfg = kindconfig.build(spec(workers=1), user, certs_d="/j/registry/certs.d")
+    for node in cfg["nodes"]:
+        assert {"hostPath": "/j/registry/certs.d", "containerPath": "/etc/containerd/certs.d",
+                "readOnly": True} in node["extraMounts"]
+    patches = cfg["containerdConfigPatches"]
+    assert patches[0] == "[plugins.x]\n  y = 1\n"
+    assert 'config_path = "/etc/containerd/certs.d"' in patches[1] and len(patches) == 2
+    assert "containerdConfigPatches" not in kindconfig.build(spec())

@@ -104,7 +104,9 @@ def test_keep_on_failure_holds_after_the_workload_stops_and_teardown_keeps_its_o
     script.write_text("exit 4\n")
     spec.script, spec.keep_on_failure = str(script), True
     mocker.patch("kindslurm.kube.Kube")
+    mocker.patch("kindslurm.node.contract.admin_token", return_value="token")
     provider = mocker.Mock()
+    provider.endpoint.return_value = "https://127.0.0.1:6443"
     lc = Lifecycle(spec, provider)
     provider.delete.side_effect = lambda *a, **kw: (order.append(("delete", lc.kubeconfig.exists(), lc.marker.exists())), [])[1]
     mocker.patch("kindslurm.node.capacity.release", side_effect=lambda p: (order.append(("release", lc.marker.exists())), {})[1])

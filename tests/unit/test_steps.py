@@ -126,11 +126,13 @@ def test_the_phases_come_from_the_steps():
 
 def test_the_lifecycles_steps_in_order():
     names = [s.name for s in actions.steps()]
-    assert names == ["Preflight", "NodeImage", "KindConfig", "ClaimName", "ReserveCapacity", "CreateCluster",
-                     "LimitResources", "LoadImages", "ConnectAPI", "ApplyManifests", "RunWorkload", "ManifestOutcome",
-                     "WaitManifests"]
+    assert names == ["Preflight", "NodeImage", "LeasePort", "WriteMirrors", "KindConfig", "ClaimName",
+                     "ReserveCapacity", "CreateCluster", "LimitResources", "LoadImages", "LoadFromPodman", "ConnectAPI",
+                     "WatchPulls", "PrepareContract", "ApplyManifests", "RunWorkload", "ManifestOutcome",
+                     "WaitManifests", "HoldCluster"]
     undone = [s.name for s in reversed(actions.steps()) if s.undo_what]
-    assert undone == ["RunWorkload", "ConnectAPI", "CreateCluster", "ClaimName"]
+    # K8S_PORT goes back only after the cluster (whose node binds it) is deleted
+    assert undone == ["RunWorkload", "WatchPulls", "ConnectAPI", "CreateCluster", "ClaimName", "LeasePort"]
 
 
 def test_only_a_name_held_by_someone_else_means_the_create_left_nothing():
