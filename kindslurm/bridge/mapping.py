@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from kindslurm import timefmt
+from kindslurm import naming, timefmt
 from kindslurm.bridge.config import BridgeConfig, under
 from kindslurm.config import sbatch_args_problem
 from kindslurm.errors import PodNotReady, PodRefused, SpecError
@@ -59,9 +59,10 @@ def quantity(value: Any) -> float:
 
 def run_id_of(uid: str) -> str:
     """The run id is the pod's UID: what the bridge writes before sbatch finds the job again after a crash."""
-    if not re.fullmatch(r"[0-9a-f-]{8,64}", uid or ""):
+    run_id = f"pod-{uid}"
+    if not naming.RUN_ID.match(run_id):
         raise PodRefused(f"pod UID {uid!r} is not a Kubernetes UID")
-    return f"pod-{uid}"
+    return run_id
 
 
 def pod_annotations(pod: dict[str, Any]) -> dict[str, str]:

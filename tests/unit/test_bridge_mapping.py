@@ -113,7 +113,10 @@ def test_active_deadline_stretches_the_time_limit() -> None:
 
 
 def test_run_id_is_the_uid_and_nothing_else() -> None:
+    from kindslurm import naming
+
     assert mapping.run_id_of("0f0e0d0c-aaaa-bbbb-cccc-111122223333") == "pod-0f0e0d0c-aaaa-bbbb-cccc-111122223333"
+    assert naming.RUN_ID.match(mapping.run_id_of("0f0e0d0c-aaaa-bbbb-cccc-111122223333"))  # what spec.build takes
     with pytest.raises(PodRefused):
         mapping.run_id_of("../../etc")
 
