@@ -9,7 +9,7 @@ the first poll (which writes every pod's status once), the steady poll (median o
 every job, the run files, no API writes when nothing changed) and its resident memory. The baseline
 asks squeue about each job in turn, as per-pod polling does.
 
-    flock /tmp/ks-heavy.lock python3 bench/bridge_poll.py [--sizes 10,100,500]
+    /opt/kindslurm/bin/python bench/bridge_poll.py [--sizes 10,100,500]   (as root: it submits Slurm jobs)
 """
 
 from __future__ import annotations
