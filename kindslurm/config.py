@@ -75,6 +75,8 @@ class Config:
     kindslurm_command: str | None = None
     tools: dict[str, str] = field(default_factory=dict)
     remote: Remote = field(default_factory=Remote)
+    # `kindslurm bridge`: flavors and the admin's rules, checked by kindslurm.bridge.config
+    bridge: dict[str, Any] = field(default_factory=dict)
 
     def tool(self, name: str) -> str:
         return self.tools.get(name) or name
@@ -96,6 +98,7 @@ _EXAMPLES = {
     "registry_mirrors": '{docker.io: "http://login1:5000"}', "k8s_port": "30080", "k8s_port_address": "0.0.0.0", "job_root": "~/kindslurm-jobs", "template": "~/batch.sh.j2",
     "kindslurm_command": '"python3 -m kindslurm"', "tools": "{kind: /opt/kind/bin/kind}",
     "remote": "{host: login.hpc.example.org, user: me}",
+    "bridge": "{default_flavor: small, flavors: {small: {cpus: 1, mem: 2G}}}",
 }
 _OPTION_NAMES = {"sbatch_args": "--sbatch-arg", "extra_mounts": "--mount", "load_images": "--load-image"}
 
@@ -160,6 +163,8 @@ def _type_problem(key: str, value: Any, in_file: bool) -> str:
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 return f"{subject(f'[{i}]')} must be a string (got {_show(item)}): quote it"
+    elif key == "bridge":
+        return f"{subject()} must be a mapping (got {_show(value)}): {write}"
     elif shape == "dict" and key == "registry_mirrors":
         return f"{subject()} must be a mapping of registry host to mirror URL (got {_show(value)}): {write}"
     elif shape == "dict":
@@ -188,9 +193,9 @@ def _typed(data: dict[str, Any], where: str, in_file: bool) -> Config:
     import msgspec
 
     data = {k: (str(v) if k in _NUMBER_AS_TEXT and type(v) is int else v) for k, v in data.items()}
-    for key in ("sbatch_args", "extra_mounts", "load_images", "tools", "registry_mirrors"):
+    for key in ("sbatch_args", "extra_mounts", "load_images", "tools", "registry_mirrors", "bridge"):
         if key in data and data[key] is None:
-            data[key] = {} if key in ("tools", "registry_mirrors") else []
+            data[key] = {} if key in ("tools", "registry_mirrors", "bridge") else []
     try:
         return msgspec.convert(data, type=Config)
     except msgspec.ValidationError as e:
@@ -270,7 +275,7 @@ def load(overrides: dict[str, Any] | None = None, *, files: bool = True) -> Conf
     ]
     for layer in layers:
         for key, value in layer.items():
-            if key in ("tools", "registry_mirrors"):
+            if key in ("tools", "registry_mirrors", "bridge"):  # the site's entries stay unless the user's names them
                 setattr(cfg, key, {**getattr(cfg, key), **value})
             elif key == "remote":
                 cfg.remote = Remote(**{**vars(cfg.remote), **{k: v for k, v in vars(value).items() if v is not None}})

@@ -104,3 +104,36 @@ class ConnectionLost(CommandTimeout):
                                       f"whether it acted is unknown, so it was not run again")
         self.argv = argv
         self.timeout = 0.0
+
+
+class BridgeError(KindslurmError):
+    """The bridge cannot act on the outer cluster (its API refused, a node held by another bridge)."""
+
+    exit_code = exitcodes.BRIDGE
+
+
+class OuterAPIError(BridgeError):
+    """The outer API server did not answer or failed: the same call may work later."""
+
+    retryable = True
+    status: int | None = None  # the HTTP status, when the server answered
+
+
+class PodRefused(SpecError):
+    """A pod that cannot become a run as written (a bad annotation, a hostPath the admin does not
+    allow): the pod ends Failed with `reason` and the message, retrying cannot help."""
+
+    def __init__(self, message: str, reason: str = "InvalidPodSpec") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PodNotReady(KindslurmError):
+    """A pod that cannot become a run yet (its ConfigMap does not exist yet, or it asks more than
+    the partition's largest node): it stays Pending with `reason` and is tried again."""
+
+    retryable = True
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -17,6 +17,7 @@ TIME_LIMIT = 74  # Slurm's time limit warning arrived; torn down in time
 INTERNAL = 75  # unexpected error in kindslurm itself
 TEARDOWN_INCOMPLETE = 76  # the workload succeeded but teardown left something behind (kindslurm gc removes it)
 REMOTE = 77  # the login node could not be reached or refused us over SSH (host key, key, connection)
+BRIDGE = 78  # `kindslurm bridge` could not reach or act on the outer cluster
 INTERRUPTED = 130  # SIGINT
 CANCELLED = 143  # SIGTERM (scancel)
 
@@ -33,6 +34,7 @@ DESCRIPTIONS: dict[int, str] = {
     INTERNAL: "internal error",
     TEARDOWN_INCOMPLETE: "teardown left resources behind: run `kindslurm gc`",
     REMOTE: "the login node could not be reached over SSH",
+    BRIDGE: "the bridge could not reach or act on the outer cluster",
     INTERRUPTED: "interrupted (SIGINT)",
     CANCELLED: "cancelled (SIGTERM)",
 }

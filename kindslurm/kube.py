@@ -154,24 +154,32 @@ class Kube:
 
     # -- waiting ----------------------------------------------------------
     def outcome(self, applied: list[Applied]) -> dict[str, str]:
-        """Status of every applied Job and Pod: running, succeeded or failed."""
+        """Status of every applied Job and Pod: running, succeeded or failed (also when deleted before it ended)."""
         states: dict[str, str] = {}
         for obj in applied:
-            ns = obj.namespace or "default"
-            if obj.kind == "Job" and obj.api_version == "batch/v1":
-                job = self.batch.read_namespaced_job_status(obj.name, ns)
-                conds = {c.type: c.status for c in ((job.status and job.status.conditions) or [])}
-                if conds.get("Complete") == "True":
-                    states[obj.ref] = "succeeded"
-                elif conds.get("Failed") == "True":
-                    states[obj.ref] = "failed"
-                else:
-                    states[obj.ref] = "running"
-            elif obj.kind == "Pod" and obj.api_version == "v1":
-                status = self.core.read_namespaced_pod_status(obj.name, ns).status
-                phase = status.phase if status else None
-                states[obj.ref] = {"Succeeded": "succeeded", "Failed": "failed"}.get(phase or "", "running")
+            try:
+                state = self._outcome_of(obj)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+                state = "failed"
+            if state is not None:
+                states[obj.ref] = state
         return states
+
+    def _outcome_of(self, obj: Applied) -> str | None:
+        ns = obj.namespace or "default"
+        if obj.kind == "Job" and obj.api_version == "batch/v1":
+            job = self.batch.read_namespaced_job_status(obj.name, ns)
+            conds = {c.type: c.status for c in ((job.status and job.status.conditions) or [])}
+            if conds.get("Complete") == "True":
+                return "succeeded"
+            return "failed" if conds.get("Failed") == "True" else "running"
+        if obj.kind == "Pod" and obj.api_version == "v1":
+            status = self.core.read_namespaced_pod_status(obj.name, ns).status
+            phase = status.phase if status else None
+            return {"Succeeded": "succeeded", "Failed": "failed"}.get(phase or "", "running")
+        return None
 
     def wait(self, applied: list[Applied], deadline: float | None, on_poll: Callable[[dict[str, str]], None] | None = None) -> dict[str, str]:
         while True:

@@ -15,7 +15,8 @@ import secrets
 
 from kindslurm.errors import SpecError
 
-RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+# kindslurm's own run ids, and a bridged pod's (`pod-<UID>`: the bridge finds its job again by it)
+RUN_ID = re.compile(r"^(?:[0-9]{8}-[0-9]{6}-[0-9a-f]{6}|pod-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 KIND_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 MAX_PREFIX = 32  # leaves room for the id; kind warns past ~50 characters
 MAX_NAME = 50  # node hostnames are `<name>-control-plane`, at most 64

@@ -163,7 +163,8 @@ def build(
     if int(cfg.warning_seconds) < 10:
         raise SpecError(f"warning_seconds {cfg.warning_seconds} is too short for teardown: use at least 10")
     if run_id is not None and not naming.RUN_ID.match(run_id):
-        raise SpecError(f"run id {run_id!r} is not one kindslurm makes (YYYYMMDD-HHMMSS-xxxxxx): leave it out")
+        raise SpecError(f"run id {run_id!r} is not one kindslurm makes (YYYYMMDD-HHMMSS-xxxxxx, or pod-UID for a "
+                        f"bridged pod): leave it out")
     from kindslurm import k8sport, mirrors
 
     registry_mirrors = mirrors.check(dict(cfg.registry_mirrors))

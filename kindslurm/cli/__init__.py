@@ -76,7 +76,7 @@ def main(host: str | None, ssh_key: str | None, accept_new_host_key: bool, no_re
 
 # The commands register themselves on `main`; their modules import only click
 # at the top, so `kindslurm --help` stays fast.
-from kindslurm.cli import admin, inspect, interactive, run  # noqa: E402,F401
+from kindslurm.cli import admin, bridge, inspect, interactive, run  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()
